@@ -1,0 +1,2 @@
+//! Plimsoll (skeleton).
+pub mod engine;
