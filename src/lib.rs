@@ -1,2 +1,22 @@
-//! Plimsoll (skeleton).
+//! Plimsoll keeps measuring how much load a service can carry before it breaks.
+//!
+//! A tour of the crate, in the order a probe run travels through it:
+//!
+//! - [`config`] reads the TOML file and `PLIMSOLL__…` environment overrides into typed,
+//!   validated structs; every problem is reported with its path.
+//! - [`probe`] holds one module per probe kind behind one trait, and the registry that maps a
+//!   kind name to it.
+//! - [`engine`] generates load: arrival plans (open, closed, burst), the HTTP hot path and
+//!   latency recording in per-worker HDR histograms.
+//! - [`verdict`] turns measured numbers into grades with the seed documents' thresholds.
+//! - [`report`] writes the JSON result document and the terminal summary.
+//!
+//! The binary (`src/main.rs`) only parses the command line and maps outcomes to exit codes;
+//! the commands themselves live in [`cli`].
+
+pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod probe;
+pub mod report;
+pub mod verdict;

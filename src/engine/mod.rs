@@ -1,1 +1,140 @@
+//! Load generation: arrival plans, the HTTP hot path and latency recording.
+//!
+//! [`LoadSpec`] is a compiled, ready-to-run description of one load (model, steps, client
+//! limits); [`run`] executes it on one current-thread runtime per worker thread and returns the
+//! merged measurements. The engine knows nothing of probes, grades or metrics: it measures and
+//! hands back numbers.
+
+pub mod http;
+pub mod plan;
+pub mod recorder;
 pub mod sign;
+pub mod step;
+pub mod template;
+mod worker;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use http::{ErrorKind, RequestError};
+pub use plan::{ArrivalPlan, ClosedPlan, Shard};
+pub use recorder::{Progress, Recorder};
+pub use step::PreparedStep;
+pub use template::Generators;
+
+use crate::config::{LoadConfig, TargetConfig};
+
+/// How iterations are started.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// Iterations start at planned times whatever the target does (arrival rate).
+    Open { plan: ArrivalPlan, shard: Shard },
+    /// A fixed number of users run iterations back to back.
+    Closed(ClosedPlan),
+}
+
+/// A load ready to run.
+#[derive(Debug)]
+pub struct LoadSpec {
+    pub model: Model,
+    /// The steps of one iteration, in order.
+    pub steps: Vec<PreparedStep>,
+    /// Distinct scheme/host/port combinations the steps talk to.
+    pub endpoints: Vec<http::Endpoint>,
+    pub generators: Generators,
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub max_in_flight: u32,
+    pub workers: usize,
+}
+
+impl LoadSpec {
+    /// Compiles a validated load configuration.
+    pub fn from_config(load: &LoadConfig, target: Option<&TargetConfig>) -> Result<Self, String> {
+        let model = if load.phases.is_empty() {
+            Model::Closed(ClosedPlan::from_config(load))
+        } else {
+            let shard = load
+                .shard
+                .map(|s| Shard {
+                    index: u64::from(s.index),
+                    count: u64::from(s.count),
+                })
+                .unwrap_or(Shard::WHOLE);
+            Model::Open {
+                plan: ArrivalPlan::from_phases(&load.phases),
+                shard,
+            }
+        };
+        let mut generators = Generators::new(&load.vars);
+        let mut endpoints = Vec::new();
+        let mut steps = Vec::new();
+        for cfg in load.step_configs() {
+            steps.push(PreparedStep::compile(cfg, target, &mut endpoints, &mut generators)?);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut workers = if load.workers == 0 {
+            cores
+        } else {
+            load.workers as usize
+        };
+        if let Model::Closed(c) = &model {
+            workers = workers.min(c.concurrency.max(1) as usize);
+        }
+        Ok(LoadSpec {
+            model,
+            steps,
+            endpoints,
+            generators,
+            timeout: load.timeout.as_duration(),
+            max_body: load.max_body_bytes,
+            max_in_flight: load.max_in_flight,
+            workers: workers.max(1),
+        })
+    }
+
+    /// Planned arrivals of this process and their rate (open model only).
+    pub fn planned(&self) -> Option<(u64, f64)> {
+        match &self.model {
+            Model::Open { plan, shard } => {
+                let n = shard.len(plan.total);
+                let d = plan.duration.as_secs_f64();
+                Some((n, if d > 0.0 { n as f64 / d } else { n as f64 }))
+            }
+            Model::Closed(_) => None,
+        }
+    }
+
+    /// Longest the run can last if nothing stalls (for progress displays).
+    pub fn expected_duration(&self) -> Option<Duration> {
+        match &self.model {
+            Model::Open { plan, .. } => Some(plan.duration),
+            Model::Closed(c) => c.duration,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct LoadOutcome {
+    pub recorder: Recorder,
+    pub started_at: SystemTime,
+    /// From the start of the plan to the end of the last response.
+    pub elapsed: Duration,
+    /// Planned iterations and rate (open model).
+    pub planned: Option<(u64, f64)>,
+    pub step_names: Vec<String>,
+    /// The run was stopped before its plan ended.
+    pub stopped_early: bool,
+}
+
+/// Runs a load to its end (or until `stop` is set) and merges the workers' measurements.
+/// Blocks the calling thread; the daemon calls it from a blocking task.
+pub fn run(
+    spec: Arc<LoadSpec>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<LoadOutcome> {
+    worker::run(spec, progress, stop)
+}

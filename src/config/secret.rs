@@ -1,0 +1,94 @@
+//! Secret values: given inline, or as `env:NAME` / `file:PATH` references resolved at load.
+//!
+//! A secret never appears in `Debug` output, error messages or result documents.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// A string that may be a reference to an environment variable or a file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// What the configuration said (`env:NAME`, `file:PATH` or the literal value).
+    spec: String,
+    /// The resolved value; equal to `spec` for literals.
+    value: String,
+}
+
+impl Secret {
+    /// A literal secret (used when the command line builds a configuration).
+    pub fn literal(v: impl Into<String>) -> Self {
+        let v = v.into();
+        Secret {
+            spec: v.clone(),
+            value: v,
+        }
+    }
+
+    /// Resolves `env:` and `file:` references; literals resolve to themselves.
+    pub fn resolve(&mut self) -> Result<(), String> {
+        if let Some(name) = self.spec.strip_prefix("env:") {
+            self.value = std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?;
+        } else if let Some(path) = self.spec.strip_prefix("file:") {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+            // Files written by editors and `echo` end in a newline that is not part of the secret.
+            self.value = text.trim_end_matches(['\n', '\r']).to_string();
+        }
+        Ok(())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether the value came from a reference (and so must not be echoed).
+    pub fn is_reference(&self) -> bool {
+        self.spec.starts_with("env:") || self.spec.starts_with("file:")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_reference() {
+            write!(f, "Secret({})", self.spec)
+        } else {
+            f.write_str("Secret(<inline>)")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Secret {
+            value: s.clone(),
+            spec: s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_env_and_file_references() {
+        std::env::set_var("PLIMSOLL_TEST_SECRET_A", "from-env");
+        let mut s: Secret = serde_json::from_str("\"env:PLIMSOLL_TEST_SECRET_A\"").unwrap();
+        s.resolve().unwrap();
+        assert_eq!(s.expose(), "from-env");
+        assert!(!format!("{s:?}").contains("from-env"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "from-file\n").unwrap();
+        let mut s: Secret = serde_json::from_value(serde_json::json!(format!("file:{}", p.display()))).unwrap();
+        s.resolve().unwrap();
+        assert_eq!(s.expose(), "from-file");
+
+        let mut s: Secret = serde_json::from_str("\"env:PLIMSOLL_TEST_SECRET_UNSET\"").unwrap();
+        assert_eq!(s.resolve().unwrap_err(), "environment variable PLIMSOLL_TEST_SECRET_UNSET is not set");
+    }
+}

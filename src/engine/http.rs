@@ -1,0 +1,410 @@
+//! The HTTP hot path: endpoints, connections (HTTP/1.1 keep-alive, HTTP/2, TLS with rustls)
+//! and one request-response exchange, with every failure sorted into a named error kind.
+//!
+//! It uses hyper's connection API directly, not a pooled client: each virtual user owns its
+//! HTTP/1.1 connection (or shares its worker's HTTP/2 one), so no lock or channel sits between
+//! a request and its socket.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+
+use crate::config::{HttpVersion, TlsConfig};
+
+/// The body type of every request the engine sends.
+pub type ReqBody = Full<Bytes>;
+
+/// Why a request failed. The names are the `kind` label of
+/// `plimsoll_http_request_errors_total` and the keys of `errors_by_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// Name resolution, refused or unreachable connection.
+    Connect,
+    /// TLS handshake or certificate failure.
+    Tls,
+    /// No complete response within the request timeout.
+    Timeout,
+    /// A response whose status is not accepted.
+    Status,
+    /// A response body that broke off or exceeded the size limit.
+    Body,
+    /// Malformed HTTP, or a connection closed before the response.
+    Protocol,
+    /// A response that failed an expectation of the step.
+    Expect,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Status,
+        ErrorKind::Body,
+        ErrorKind::Protocol,
+        ErrorKind::Expect,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Status => "status",
+            ErrorKind::Body => "body",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Expect => "expect",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed request: its kind and a message for the summary.
+#[derive(Debug, Clone)]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RequestError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The parts of a base URL that a connection needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written, for the Host header and `:authority`.
+    pub authority: String,
+    /// Path prefix without a trailing slash.
+    pub path: String,
+}
+
+/// A place requests go to: one scheme, host and port, with its TLS settings.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub base: BaseUrl,
+    pub http: HttpVersion,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl Endpoint {
+    /// Parses and checks a base URL (`http://host:port/prefix`).
+    pub fn parse_base(url: &str) -> Result<BaseUrl, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(s) => return Err(format!("unsupported scheme {s:?}: use http or https")),
+            None => return Err(format!("{url:?} needs a scheme: http:// or https://")),
+        };
+        let auth = uri
+            .authority()
+            .ok_or_else(|| format!("{url:?} has no host"))?;
+        let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        Ok(BaseUrl {
+            tls,
+            host: host.to_string(),
+            port: auth.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority: auth.as_str().to_string(),
+            path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Builds an endpoint, with its TLS configuration when the scheme is https.
+    pub fn new(base: BaseUrl, http: HttpVersion, tls: &TlsConfig) -> Result<Self, String> {
+        let (cfg, server_name) = if base.tls {
+            let name = tls.server_name.clone().unwrap_or_else(|| base.host.clone());
+            let server_name = ServerName::try_from(name.clone())
+                .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
+            (Some(Arc::new(client_tls_config(tls, http)?)), Some(server_name))
+        } else {
+            (None, None)
+        };
+        Ok(Endpoint {
+            base,
+            http,
+            tls: cfg,
+            server_name,
+        })
+    }
+
+    /// Resolves the host once; callers cache the answer for the run.
+    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, RequestError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.base.host.as_str(), self.base.port))
+            .await
+            .map_err(|e| RequestError::new(ErrorKind::Connect, format!("cannot resolve {}: {e}", self.base.host)))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(RequestError::new(
+                ErrorKind::Connect,
+                format!("{} resolves to no address", self.base.host),
+            ));
+        }
+        Ok(addrs)
+    }
+
+    /// Opens a connection and completes the TLS and HTTP handshakes.
+    pub async fn connect(&self, addrs: &[SocketAddr]) -> Result<Conn, RequestError> {
+        let mut last = None;
+        let mut tcp = None;
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(format!("connect to {a}: {e}")),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| {
+            RequestError::new(ErrorKind::Connect, last.unwrap_or_else(|| "no address".into()))
+        })?;
+        // Requests are small and latency is the measurement: never let Nagle hold one back.
+        let _ = tcp.set_nodelay(true);
+        match (&self.tls, &self.server_name) {
+            (Some(cfg), Some(name)) => {
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| RequestError::new(ErrorKind::Tls, format!("TLS handshake with {}: {e}", self.base.authority)))?;
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                handshake(TokioIo::new(tls), h2).await
+            }
+            _ => handshake(TokioIo::new(tcp), self.http == HttpVersion::Http2).await,
+        }
+    }
+}
+
+async fn handshake<IO>(io: IO, h2: bool) -> Result<Conn, RequestError>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    if h2 {
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| RequestError::new(ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn::H2(send))
+    } else {
+        let (send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| RequestError::new(ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
+        // The connection task ends when the sender is dropped or the peer closes.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn::H1(send))
+    }
+}
+
+/// An open connection.
+pub enum Conn {
+    H1(hyper::client::conn::http1::SendRequest<ReqBody>),
+    H2(hyper::client::conn::http2::SendRequest<ReqBody>),
+}
+
+impl Conn {
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Conn::H2(_))
+    }
+
+    /// Whether the connection can still carry a request.
+    pub fn is_usable(&self) -> bool {
+        match self {
+            Conn::H1(s) => !s.is_closed(),
+            Conn::H2(s) => !s.is_closed(),
+        }
+    }
+
+    /// A handle to the same connection (HTTP/2 multiplexes; HTTP/1.1 cannot be shared).
+    pub fn share(&self) -> Option<Conn> {
+        match self {
+            Conn::H2(s) => Some(Conn::H2(s.clone())),
+            Conn::H1(_) => None,
+        }
+    }
+
+    /// Sends a request and reads the whole response body, discarding it; returns the status
+    /// and the body's size. The body is drained frame by frame and never kept, so a 100 MB
+    /// answer costs no memory, only the `max_body` check.
+    pub async fn exchange(
+        &mut self,
+        req: Request<ReqBody>,
+        max_body: u64,
+    ) -> Result<(StatusCode, u64), RequestError> {
+        let resp = self.send(req).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| RequestError::new(ErrorKind::Body, format!("reading body: {e}")))?;
+            if let Some(d) = frame.data_ref() {
+                n += d.len() as u64;
+                if n > max_body {
+                    return Err(RequestError::new(
+                        ErrorKind::Body,
+                        format!("body larger than the {max_body}-byte limit (max_body_bytes)"),
+                    ));
+                }
+            }
+        }
+        Ok((status, n))
+    }
+
+    async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<Incoming>, RequestError> {
+        match self {
+            Conn::H1(s) => {
+                s.ready().await.map_err(hyper_error)?;
+                s.send_request(req).await.map_err(hyper_error)
+            }
+            Conn::H2(s) => {
+                s.ready().await.map_err(hyper_error)?;
+                s.send_request(req).await.map_err(hyper_error)
+            }
+        }
+    }
+}
+
+fn hyper_error(e: hyper::Error) -> RequestError {
+    // Timeouts are the engine's own (a deadline around the exchange), so whatever hyper
+    // reports is the peer breaking the protocol: garbage, or a close before the response.
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Protocol
+    };
+    // hyper's Display is terse; its source chain has the detail (the parse error, the I/O error).
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    RequestError::new(kind, msg)
+}
+
+fn client_tls_config(tls: &TlsConfig, http: HttpVersion) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let mut cfg = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &tls.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            let mut added = 0;
+            for c in certs {
+                let c = c.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!("CA file {} holds no certificate", path.display()));
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    cfg.alpn_protocols = match http {
+        HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersion::Http2 => vec![b"h2".to_vec()],
+        HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    Ok(cfg)
+}
+
+/// Certificate verifier for `insecure_skip_verify`: accepts any certificate, but still checks
+/// the handshake signatures so the session keys are sound.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let b = Endpoint::parse_base("https://api.example.test/v1/").unwrap();
+        assert!(b.tls);
+        assert_eq!((b.host.as_str(), b.port, b.path.as_str()), ("api.example.test", 443, "/v1"));
+        let b = Endpoint::parse_base("http://127.0.0.1:8080").unwrap();
+        assert_eq!((b.port, b.authority.as_str(), b.path.as_str()), (8080, "127.0.0.1:8080", ""));
+        assert!(Endpoint::parse_base("ftp://x").unwrap_err().contains("unsupported scheme"));
+        assert!(Endpoint::parse_base("/just/a/path").is_err());
+    }
+}

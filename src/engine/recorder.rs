@@ -1,0 +1,231 @@
+//! Per-worker measurements: HDR histograms and counters that a worker owns alone and that are
+//! merged once at the end of a run.
+//!
+//! Memory is fixed by the histograms' range and precision, never by the number of requests.
+//! Nothing here is shared between threads, so recording is a few adds and no atomics, except
+//! the progress counters that a terminal reads once a second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::http::ErrorKind;
+
+/// Highest latency a histogram keeps exactly, in microseconds (one hour); larger values are
+/// clamped to it and still counted.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // Three significant digits: 20 ms is resolved to 20 µs.
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
+}
+
+/// Measurements of one step (the `endpoint` label).
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// Latency as the user would see it: from the planned send time in the open model.
+    pub latency: Histogram<u64>,
+    /// Service time: from the actual send to the end of the response.
+    pub service: Histogram<u64>,
+    pub requests: u64,
+    /// Requests by status class: index 1..=5 for 1xx..5xx, 0 for no response.
+    pub status_classes: [u64; 6],
+    pub errors: [u64; ErrorKind::ALL.len()],
+    pub bytes: u64,
+}
+
+impl StepRecord {
+    fn new() -> Self {
+        StepRecord {
+            latency: new_histogram(),
+            service: new_histogram(),
+            requests: 0,
+            status_classes: [0; 6],
+            errors: [0; ErrorKind::ALL.len()],
+            bytes: 0,
+        }
+    }
+
+    fn merge(&mut self, o: &StepRecord) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.service.add(&o.service);
+        self.requests += o.requests;
+        for (a, b) in self.status_classes.iter_mut().zip(o.status_classes) {
+            *a += b;
+        }
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+        self.bytes += o.bytes;
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// Everything one worker measured.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub steps: Vec<StepRecord>,
+    pub iterations_started: u64,
+    pub iterations_completed: u64,
+    pub iterations_failed: u64,
+    /// Planned iterations that could not start because the in-flight cap was reached.
+    pub dropped: u64,
+    /// The first error message of each kind, for the summary.
+    pub error_samples: [Option<String>; ErrorKind::ALL.len()],
+    /// Lateness of actual sends behind their planned time (open model), in microseconds.
+    pub send_lag: Histogram<u64>,
+}
+
+impl Recorder {
+    pub fn new(steps: usize) -> Self {
+        Recorder {
+            steps: (0..steps).map(|_| StepRecord::new()).collect(),
+            iterations_started: 0,
+            iterations_completed: 0,
+            iterations_failed: 0,
+            dropped: 0,
+            error_samples: Default::default(),
+            send_lag: new_histogram(),
+        }
+    }
+
+    /// Records one finished request.
+    #[inline]
+    pub fn request(
+        &mut self,
+        step: usize,
+        latency: Duration,
+        service: Duration,
+        status: Option<u16>,
+        error: Option<(ErrorKind, &str)>,
+        bytes: u64,
+    ) {
+        let s = &mut self.steps[step];
+        s.latency.saturating_record(micros(latency));
+        s.service.saturating_record(micros(service));
+        s.requests += 1;
+        s.bytes += bytes;
+        let class = status.map(|c| usize::from(c / 100).min(5)).unwrap_or(0);
+        s.status_classes[class] += 1;
+        if let Some((kind, msg)) = error {
+            s.errors[kind.index()] += 1;
+            let slot = &mut self.error_samples[kind.index()];
+            if slot.is_none() {
+                *slot = Some(msg.to_string());
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Recorder) {
+        for (a, b) in self.steps.iter_mut().zip(&o.steps) {
+            a.merge(b);
+        }
+        self.iterations_started += o.iterations_started;
+        self.iterations_completed += o.iterations_completed;
+        self.iterations_failed += o.iterations_failed;
+        self.dropped += o.dropped;
+        for (a, b) in self.error_samples.iter_mut().zip(&o.error_samples) {
+            if a.is_none() {
+                a.clone_from(b);
+            }
+        }
+        let _ = self.send_lag.add(&o.send_lag);
+    }
+
+    /// All steps' latencies in one histogram.
+    pub fn total_latency(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for s in &self.steps {
+            let _ = h.add(&s.latency);
+        }
+        h
+    }
+
+    pub fn total_service(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for s in &self.steps {
+            let _ = h.add(&s.service);
+        }
+        h
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.steps.iter().map(|s| s.requests).sum()
+    }
+
+    pub fn errors_by_kind(&self) -> [u64; ErrorKind::ALL.len()] {
+        let mut out = [0; ErrorKind::ALL.len()];
+        for s in &self.steps {
+            for (a, b) in out.iter_mut().zip(s.errors) {
+                *a += b;
+            }
+        }
+        out
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Live counters for a progress display, one cache line per worker so workers never contend.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct ProgressSlot {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Progress of a running load, readable from another thread.
+#[derive(Debug)]
+pub struct Progress {
+    pub slots: Vec<ProgressSlot>,
+}
+
+impl Progress {
+    pub fn new(workers: usize) -> Self {
+        Progress {
+            slots: (0..workers).map(|_| ProgressSlot::default()).collect(),
+        }
+    }
+
+    /// (requests, errors) so far.
+    pub fn totals(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(r, e), s| {
+            (
+                r + s.requests.load(Ordering::Relaxed),
+                e + s.errors.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_keeps_percentiles() {
+        let mut a = Recorder::new(1);
+        let mut b = Recorder::new(1);
+        for ms in 1..=100 {
+            a.request(0, Duration::from_millis(ms), Duration::from_millis(ms), Some(200), None, 10);
+        }
+        b.request(0, Duration::from_secs(2), Duration::from_secs(2), None, Some((ErrorKind::Timeout, "late")), 0);
+        a.merge(&b);
+        assert_eq!(a.requests(), 101);
+        assert_eq!(a.errors_by_kind()[ErrorKind::Timeout.index()], 1);
+        assert_eq!(a.error_samples[ErrorKind::Timeout.index()].as_deref(), Some("late"));
+        let h = a.total_latency();
+        assert_eq!(h.max(), h.highest_equivalent(2_000_000));
+        let p50 = h.value_at_quantile(0.5) as f64 / 1000.0;
+        assert!((p50 - 51.0).abs() < 0.1, "{p50}");
+        assert_eq!(a.steps[0].status_classes[2], 100);
+        assert_eq!(a.steps[0].status_classes[0], 1);
+    }
+}

@@ -1,0 +1,417 @@
+//! Worker threads: one current-thread runtime each, running the open or the closed model.
+//!
+//! In the open model a pacer thread releases arrivals at their planned times (a thread sleep
+//! is precise to a tenth of a millisecond, where tokio's timer wheel rounds to whole
+//! milliseconds) by bumping a per-worker counter; a worker computes each arrival's planned time
+//! itself from its index, so nothing per request crosses threads but that counter. Latency is
+//! measured from the planned time, so a stalled target shows up instead of silently slowing
+//! the plan (coordinated omission).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+
+use super::http::{Conn, ErrorKind, RequestError};
+use super::plan::{ArrivalPlan, ClosedPlan, Shard};
+use super::recorder::{Progress, Recorder};
+use super::step::Scratch;
+use super::{LoadOutcome, LoadSpec, Model};
+
+/// Pause of a closed-model user after a failed connection, so a dead target is not hammered
+/// with connection attempts in a tight loop.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Releases of one worker's arrivals by the pacer.
+#[derive(Default)]
+struct Gate {
+    released: AtomicU64,
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+pub(super) fn run(
+    spec: Arc<LoadSpec>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<LoadOutcome> {
+    let workers = spec.workers;
+    let gates: Arc<Vec<Gate>> = Arc::new((0..workers).map(|_| Gate::default()).collect());
+    // A short head start lets every thread build its runtime before the first arrival is due.
+    let start = Instant::now() + Duration::from_millis(5);
+    let started_at = SystemTime::now() + Duration::from_millis(5);
+
+    let mut handles = Vec::with_capacity(workers);
+    for id in 0..workers {
+        let (spec, progress, stop, gates) = (spec.clone(), progress.clone(), stop.clone(), gates.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("plimsoll-worker-{id}"))
+            .spawn(move || -> std::io::Result<(Recorder, Option<Instant>)> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let local = tokio::task::LocalSet::new();
+                let worker = Rc::new(Worker::new(id, spec, progress, stop));
+                let w = worker.clone();
+                local.block_on(&rt, async move {
+                    match &w.spec.model {
+                        Model::Open { plan, shard } => open_loop(&w, &gates[id], plan, *shard, start).await,
+                        Model::Closed(c) => closed_loop(&w, c, start).await,
+                    }
+                });
+                let last = worker.last_end.get();
+                let rec = worker.recorder.replace(Recorder::new(0));
+                Ok((rec, last))
+            })?;
+        handles.push(h);
+    }
+
+    let pacer = match &spec.model {
+        Model::Open { plan, shard } => {
+            let (plan, shard, gates, stop) = (plan.clone(), *shard, gates.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("plimsoll-pacer".into())
+                    .spawn(move || pace(&plan, shard, start, &gates, &stop))?,
+            )
+        }
+        Model::Closed(_) => None,
+    };
+
+    let mut total = Recorder::new(spec.steps.len());
+    let mut last_end = start;
+    let mut failure = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok((rec, last))) => {
+                total.merge(&rec);
+                if let Some(l) = last {
+                    last_end = last_end.max(l);
+                }
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(std::io::Error::other("a load worker panicked")),
+        }
+    }
+    if let Some(p) = pacer {
+        let _ = p.join();
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let mut elapsed = last_end.saturating_duration_since(start);
+    // An open-model run lasts at least its plan, even when every request failed at once.
+    if let Model::Open { plan, .. } = &spec.model {
+        if !stop.load(Ordering::Relaxed) {
+            elapsed = elapsed.max(plan.duration);
+        }
+    }
+    Ok(LoadOutcome {
+        recorder: total,
+        started_at,
+        elapsed,
+        planned: spec.planned(),
+        step_names: spec.steps.iter().map(|s| s.name.clone()).collect(),
+        stopped_early: stop.load(Ordering::Relaxed),
+    })
+}
+
+/// The pacer: releases each arrival to its worker at the planned time.
+fn pace(plan: &ArrivalPlan, shard: Shard, start: Instant, gates: &[Gate], stop: &AtomicBool) {
+    let n = shard.len(plan.total);
+    let w = gates.len() as u64;
+    let mut released = vec![0u64; gates.len()];
+    let mut touched = vec![false; gates.len()];
+    let mut k = 0u64;
+    while k < n && !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        while k < n && start + plan.offset_of(shard.global(k)) <= now {
+            let i = (k % w) as usize;
+            released[i] += 1;
+            touched[i] = true;
+            k += 1;
+        }
+        for (i, g) in gates.iter().enumerate() {
+            if std::mem::take(&mut touched[i]) {
+                g.released.store(released[i], Ordering::Release);
+                g.notify.notify_one();
+            }
+        }
+        if k < n {
+            let next = start + plan.offset_of(shard.global(k));
+            // Wake at least every 50 ms so a stop request is noticed promptly.
+            let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    for g in gates {
+        g.closed.store(true, Ordering::Release);
+        g.notify.notify_one();
+    }
+}
+
+/// One virtual user's state: its connections (one slot per endpoint) and reusable buffers.
+#[derive(Default)]
+struct Vu {
+    conns: Vec<Option<Conn>>,
+    values: Vec<String>,
+    scratch: Scratch,
+}
+
+/// Everything a worker owns. Single-threaded: `Cell`/`RefCell`, never locks.
+struct Worker {
+    id: usize,
+    spec: Arc<LoadSpec>,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    recorder: RefCell<Recorder>,
+    /// Resolved addresses per endpoint, looked up once per run.
+    addrs: RefCell<Vec<Option<Arc<[SocketAddr]>>>>,
+    /// The worker's shared HTTP/2 connection per endpoint.
+    h2: RefCell<Vec<Option<Conn>>>,
+    /// Idle users of the open model, kept with their open connections for reuse.
+    idle: RefCell<Vec<Vu>>,
+    in_flight: Cell<u32>,
+    drained: Notify,
+    last_end: Cell<Option<Instant>>,
+}
+
+impl Worker {
+    fn new(id: usize, spec: Arc<LoadSpec>, progress: Arc<Progress>, stop: Arc<AtomicBool>) -> Self {
+        let n = spec.endpoints.len();
+        Worker {
+            id,
+            recorder: RefCell::new(Recorder::new(spec.steps.len())),
+            addrs: RefCell::new(vec![None; n]),
+            h2: RefCell::new((0..n).map(|_| None).collect()),
+            idle: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
+            drained: Notify::new(),
+            last_end: Cell::new(None),
+            spec,
+            progress,
+            stop,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn new_vu(&self) -> Vu {
+        Vu {
+            conns: (0..self.spec.endpoints.len()).map(|_| None).collect(),
+            ..Vu::default()
+        }
+    }
+
+    async fn connect(&self, ep: usize) -> Result<Conn, RequestError> {
+        if let Some(c) = self.h2.borrow().get(ep).and_then(|c| c.as_ref()) {
+            if c.is_usable() {
+                if let Some(shared) = c.share() {
+                    return Ok(shared);
+                }
+            }
+        }
+        let endpoint = &self.spec.endpoints[ep];
+        let cached = self.addrs.borrow()[ep].clone();
+        let addrs = match cached {
+            Some(a) => a,
+            None => {
+                let a: Arc<[SocketAddr]> = endpoint.resolve().await?.into();
+                self.addrs.borrow_mut()[ep] = Some(a.clone());
+                a
+            }
+        };
+        let conn = endpoint.connect(&addrs).await?;
+        if let Some(shared) = conn.share() {
+            self.h2.borrow_mut()[ep] = Some(shared);
+        }
+        Ok(conn)
+    }
+
+    /// Runs one iteration: its steps in order, stopping at the first failure. `planned` is the
+    /// arrival's planned time in the open model; the first step's latency counts from it.
+    async fn iteration(&self, vu: &mut Vu, planned: Option<Instant>) -> Result<(), ErrorKind> {
+        let spec = &*self.spec;
+        spec.generators.fill(&mut vu.values);
+        let slot = &self.progress.slots[self.id];
+        for (i, step) in spec.steps.iter().enumerate() {
+            let sent = Instant::now();
+            let due = match (i, planned) {
+                (0, Some(p)) => {
+                    self.recorder
+                        .borrow_mut()
+                        .send_lag
+                        .saturating_record(sent.saturating_duration_since(p).as_micros() as u64);
+                    p
+                }
+                _ => sent,
+            };
+            let deadline = tokio::time::Instant::from_std(due + spec.timeout);
+            let result = tokio::time::timeout_at(deadline, self.exchange(vu, i)).await;
+            let end = Instant::now();
+            let mut bytes = 0;
+            let (status, error) = match result {
+                Err(_) => {
+                    // The exchange future owned the connection and is gone with it: a
+                    // connection with a request still in flight is never reused.
+                    (None, Some(ErrorKind::Timeout))
+                }
+                Ok(Err(e)) => {
+                    self.note_error(e.kind, || e.message.clone());
+                    (None, Some(e.kind))
+                }
+                Ok(Ok((status, n))) => {
+                    bytes = n;
+                    let code = status.as_u16();
+                    if step.accepts(code) {
+                        (Some(code), None)
+                    } else {
+                        (Some(code), Some(ErrorKind::Status))
+                    }
+                }
+            };
+            match error {
+                Some(ErrorKind::Timeout) => self.note_error(ErrorKind::Timeout, || {
+                    format!("no complete response within {:?} (timeout)", spec.timeout)
+                }),
+                Some(ErrorKind::Status) => self.note_error(ErrorKind::Status, || {
+                    format!("unexpected status {}", status.unwrap_or(0))
+                }),
+                _ => {}
+            }
+            self.recorder.borrow_mut().request(
+                i,
+                end.saturating_duration_since(due),
+                end.saturating_duration_since(sent),
+                status,
+                error.map(|k| (k, "")),
+                bytes,
+            );
+            self.last_end.set(Some(end));
+            slot.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(kind) = error {
+                slot.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(kind);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the first message of each error kind; builds it only when it will be kept.
+    fn note_error(&self, kind: ErrorKind, message: impl FnOnce() -> String) {
+        let mut rec = self.recorder.borrow_mut();
+        let slot = &mut rec.error_samples[kind.index()];
+        if slot.is_none() {
+            *slot = Some(message());
+        }
+    }
+
+    /// One request-response exchange of step `i` on the user's connection.
+    async fn exchange(&self, vu: &mut Vu, i: usize) -> Result<(http::StatusCode, u64), RequestError> {
+        let step = &self.spec.steps[i];
+        let ep = step.endpoint;
+        let mut conn = match vu.conns[ep].take() {
+            Some(c) if c.is_usable() => c,
+            _ => self.connect(ep).await?,
+        };
+        let req = step.build(conn.is_h2(), &vu.values, &mut vu.scratch)?;
+        let out = conn.exchange(req, self.spec.max_body).await?;
+        // Only a connection that finished its exchange cleanly goes back to the user.
+        vu.conns[ep] = Some(conn);
+        Ok(out)
+    }
+
+    fn finish_iteration(&self, r: &Result<(), ErrorKind>) {
+        let mut rec = self.recorder.borrow_mut();
+        match r {
+            Ok(()) => rec.iterations_completed += 1,
+            Err(_) => rec.iterations_failed += 1,
+        }
+    }
+}
+
+async fn open_loop(w: &Rc<Worker>, gate: &Gate, plan: &ArrivalPlan, shard: Shard, start: Instant) {
+    let workers = w.spec.workers as u64;
+    let cap = w.spec.max_in_flight.div_ceil(w.spec.workers as u32).max(1);
+    let mut j = 0u64;
+    'outer: loop {
+        let released = gate.released.load(Ordering::Acquire);
+        while j < released {
+            if w.stopped() {
+                break 'outer;
+            }
+            let k = j * workers + w.id as u64;
+            j += 1;
+            if w.in_flight.get() >= cap {
+                w.recorder.borrow_mut().dropped += 1;
+                continue;
+            }
+            let planned = start + plan.offset_of(shard.global(k));
+            w.in_flight.set(w.in_flight.get() + 1);
+            w.recorder.borrow_mut().iterations_started += 1;
+            let wk = w.clone();
+            tokio::task::spawn_local(async move {
+                let mut vu = wk.idle.borrow_mut().pop().unwrap_or_else(|| wk.new_vu());
+                let r = wk.iteration(&mut vu, Some(planned)).await;
+                wk.finish_iteration(&r);
+                wk.idle.borrow_mut().push(vu);
+                let left = wk.in_flight.get() - 1;
+                wk.in_flight.set(left);
+                if left == 0 {
+                    wk.drained.notify_one();
+                }
+            });
+        }
+        if gate.closed.load(Ordering::Acquire) && j >= gate.released.load(Ordering::Acquire) {
+            break;
+        }
+        gate.notify.notified().await;
+    }
+    while w.in_flight.get() > 0 {
+        w.drained.notified().await;
+    }
+    // Close idle connections before the runtime goes away.
+    w.idle.borrow_mut().clear();
+}
+
+async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
+    let workers = w.spec.workers as u32;
+    let mut users = Vec::new();
+    for v in (w.id as u32..plan.concurrency).step_by(workers as usize) {
+        let (wk, plan) = (w.clone(), plan.clone());
+        users.push(tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v))).await;
+            let deadline = plan.duration.map(|d| start + d);
+            let mut vu = wk.new_vu();
+            let mut done = 0u64;
+            loop {
+                if wk.stopped()
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                    || plan.iterations.is_some_and(|m| done >= m)
+                {
+                    break;
+                }
+                wk.recorder.borrow_mut().iterations_started += 1;
+                let r = wk.iteration(&mut vu, None).await;
+                wk.finish_iteration(&r);
+                done += 1;
+                if matches!(r, Err(ErrorKind::Connect | ErrorKind::Tls)) {
+                    tokio::time::sleep(CONNECT_BACKOFF.max(plan.think)).await;
+                } else if !plan.think.is_zero() {
+                    tokio::time::sleep(plan.think).await;
+                }
+            }
+        }));
+    }
+    for u in users {
+        let _ = u.await;
+    }
+}

@@ -1,0 +1,196 @@
+//! The `load` kind: HTTP load under the open or closed model, graded on throughput, latency
+//! and errors (seed 000's webhook load test, seed 004's bursts, seed 002's phases).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{failed_result, ProbeKind, RunContext};
+use crate::config::{Config, ProbeConfig, Problems};
+use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
+use crate::report::{
+    rfc3339, round3, EndpointStats, IterationStats, LatencySummary, ProbeResult, Stats, SCHEMA,
+};
+use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
+
+pub struct LoadProbe;
+
+impl ProbeKind for LoadProbe {
+    fn name(&self) -> &'static str {
+        "load"
+    }
+
+    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
+        match &mut probe.load {
+            Some(l) => {
+                l.validate(&format!("{path}.load"), problems);
+                if probe.target.is_none() {
+                    for (j, s) in l.step_configs().iter().enumerate() {
+                        if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                            let at = if l.request.is_some() {
+                                format!("{path}.load.request.url")
+                            } else {
+                                format!("{path}.load.steps[{j}].url")
+                            };
+                            problems.push(at, "relative URL, but the probe names no `target`");
+                        }
+                    }
+                }
+            }
+            None => problems.push(
+                format!("{path}.load"),
+                "missing: a `load` probe needs a [probe.load] table",
+            ),
+        }
+    }
+
+    fn run(&self, config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
+        let Some(load) = &probe.load else {
+            return failed_result(probe, "no [probe.load] section".into());
+        };
+        let spec = match LoadSpec::from_config(load, config.target_of(probe)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return failed_result(probe, e),
+        };
+        let progress = Arc::new(Progress::new(spec.workers));
+        if let Some(f) = &ctx.on_start {
+            f(progress.clone(), spec.expected_duration());
+        }
+        match engine::run(spec, progress, ctx.stop.clone()) {
+            Ok(outcome) => grade_outcome(probe, &outcome),
+            Err(e) => failed_result(probe, format!("the load engine could not start: {e}")),
+        }
+    }
+}
+
+/// Builds the result document of a load run and grades it.
+pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
+    let stats = stats_of(o);
+    let verdict = grade(&probe.thresholds, probe.target_rps, &stats);
+    let mut notes: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
+    if o.stopped_early {
+        notes.push("stopped before the plan ended".into());
+    }
+    ProbeResult {
+        schema: SCHEMA.to_string(),
+        probe: probe.name.clone(),
+        kind: probe.kind.clone(),
+        started_at: rfc3339(o.started_at),
+        duration_s: round3(o.elapsed.as_secs_f64()),
+        grade: verdict.grade(),
+        stats: Some(stats),
+        thresholds: verdict.results,
+        notes,
+    }
+}
+
+fn kinds_map(counts: &[u64]) -> BTreeMap<String, u64> {
+    ErrorKind::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.as_str().to_string(), *n))
+        .collect()
+}
+
+fn stats_of(o: &LoadOutcome) -> Stats {
+    let rec = &o.recorder;
+    let requests = rec.requests();
+    let by_kind = rec.errors_by_kind();
+    let errors: u64 = by_kind.iter().sum();
+    let secs = o.elapsed.as_secs_f64();
+    let mut status_classes = BTreeMap::new();
+    for s in &rec.steps {
+        for (i, n) in s.status_classes.iter().enumerate() {
+            if *n > 0 {
+                let key = if i == 0 { "none".to_string() } else { format!("{i}xx") };
+                *status_classes.entry(key).or_insert(0) += n;
+            }
+        }
+    }
+    let mut endpoints = BTreeMap::new();
+    for (name, s) in o.step_names.iter().zip(&rec.steps) {
+        // Two steps may share a name; their numbers then add up under it.
+        let e = endpoints.entry(name.clone()).or_insert_with(|| EndpointStats {
+            requests: 0,
+            errors: 0,
+            latency_ms: LatencySummary::default(),
+            errors_by_kind: BTreeMap::new(),
+        });
+        e.requests += s.requests;
+        e.errors += s.error_count();
+        e.latency_ms = LatencySummary::from_micros(&s.latency);
+        for (k, n) in kinds_map(&s.errors) {
+            *e.errors_by_kind.entry(k).or_insert(0) += n;
+        }
+    }
+    let error_samples = ErrorKind::ALL
+        .iter()
+        .zip(&rec.error_samples)
+        .filter_map(|(k, m)| m.as_ref().map(|m| (k.as_str().to_string(), m.clone())))
+        .collect();
+    Stats {
+        requests,
+        errors,
+        error_rate: if requests > 0 { errors as f64 / requests as f64 } else { 0.0 },
+        rps: if secs > 0.0 { round3(requests as f64 / secs) } else { 0.0 },
+        offered_rps: o.planned.map(|(_, r)| round3(r)),
+        latency_ms: LatencySummary::from_micros(&rec.total_latency()),
+        service_time_ms: LatencySummary::from_micros(&rec.total_service()),
+        errors_by_kind: kinds_map(&by_kind),
+        error_samples,
+        status_classes,
+        iterations: IterationStats {
+            started: rec.iterations_started,
+            completed: rec.iterations_completed,
+            failed: rec.iterations_failed,
+            dropped: rec.dropped,
+            planned: o.planned.map(|(n, _)| n),
+        },
+        send_lag_ms: o
+            .planned
+            .map(|_| LatencySummary::from_micros(&rec.send_lag)),
+        bytes_received: rec.steps.iter().map(|s| s.bytes).sum(),
+        endpoints,
+    }
+}
+
+/// Grades a run's statistics against the probe's thresholds and the seed defaults.
+pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdict {
+    let mut v = Verdict::default();
+    if s.requests == 0 {
+        v.force(Grade::Critical, "no request completed");
+        return v;
+    }
+    let rps_bands = t.rps.unwrap_or_else(|| match (target_rps, s.offered_rps) {
+        (Some(target), _) => verdict::rps_bands_for_target(target),
+        (None, Some(offered)) => verdict::rps_bands_for_plan(offered),
+        (None, None) => verdict::DEFAULT_RPS,
+    });
+    v.higher_better("rps", s.rps, rps_bands);
+    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(verdict::DEFAULT_P99_MS));
+    v.lower_better(
+        "error_rate",
+        s.error_rate,
+        t.error_rate.unwrap_or(verdict::DEFAULT_ERROR_RATE),
+    );
+    let optional = [
+        ("p50", t.p50_ms, s.latency_ms.p50),
+        ("p95", t.p95_ms, s.latency_ms.p95),
+        ("p999", t.p999_ms, s.latency_ms.p999),
+        ("mean", t.mean_ms, s.latency_ms.mean),
+    ];
+    for (name, bands, value) in optional {
+        if let Some(b) = bands {
+            v.lower_better(name, value, b);
+        }
+    }
+    if let Some(planned) = s.iterations.planned.filter(|n| *n > 0) {
+        let ratio = s.iterations.dropped as f64 / planned as f64;
+        v.lower_better(
+            "dropped_ratio",
+            ratio,
+            t.dropped_ratio.unwrap_or(verdict::DEFAULT_DROPPED_RATIO),
+        );
+    }
+    v
+}

@@ -1,0 +1,164 @@
+//! Result documents (`plimsoll.result/v1`, one per probe run) and the terminal summary.
+//!
+//! The document's field names carry their unit and are a contract (DESIGN.md): dashboards,
+//! CI scripts and the baseline store read them. This module formats; it never measures.
+
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Grade, ThresholdResult};
+
+/// Schema name and version of the result document.
+pub const SCHEMA: &str = "plimsoll.result/v1";
+
+/// One probe run's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub schema: String,
+    pub probe: String,
+    pub kind: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_s: f64,
+    pub grade: Grade,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Request statistics of a load-generating run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Ratio, 0 to 1.
+    pub error_rate: f64,
+    /// Achieved requests per second over the run.
+    pub rps: f64,
+    /// Planned arrivals per second (open model); absent for the closed model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
+    /// From the planned send time in the open model; from the actual send in the closed model.
+    pub latency_ms: LatencySummary,
+    /// From the actual send to the end of the response, whatever the model.
+    pub service_time_ms: LatencySummary,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// The first message seen of each error kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_samples: BTreeMap<String, String>,
+    /// Responses by status class (`2xx`, …); `none` counts requests without a response.
+    pub status_classes: BTreeMap<String, u64>,
+    pub iterations: IterationStats,
+    /// How late the generator sent behind the plan (open model): its own health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_ms: Option<LatencySummary>,
+    pub bytes_received: u64,
+    /// Per step (`endpoint` label).
+    pub endpoints: BTreeMap<String, EndpointStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IterationStats {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Planned iterations that could not start: the in-flight cap was reached.
+    pub dropped: u64,
+    /// Planned iterations (open model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency_ms: LatencySummary,
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Percentiles of a histogram recorded in microseconds.
+    pub fn from_micros(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |us: u64| round3(us as f64 / 1000.0);
+        LatencySummary {
+            min: ms(h.min()),
+            mean: round3(h.mean() / 1000.0),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+pub(crate) fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// RFC 3339 timestamp in UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl ProbeResult {
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a result document always serializes")
+    }
+}
+
+/// Writes result documents as JSON Lines (one document per line) to a file.
+pub fn write_json_lines(path: &Path, results: &[ProbeResult]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in results {
+        serde_json::to_writer(&mut out, r)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Writes each result document into `dir` as `<probe>-<UTC time>.json`; returns the paths.
+pub fn write_into_dir(dir: &Path, results: &[ProbeResult]) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut paths = Vec::new();
+    for r in results {
+        let stamp: String = r.started_at.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let safe: String = r
+            .probe
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        let p = dir.join(format!("{safe}-{stamp}.json"));
+        std::fs::write(&p, r.to_json_pretty() + "\n")?;
+        paths.push(p);
+    }
+    Ok(paths)
+}

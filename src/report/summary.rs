@@ -1,0 +1,65 @@
+//! The terminal summary: one table row per probe run, then what went wrong, in words.
+
+use std::fmt::Write as _;
+
+use super::ProbeResult;
+
+/// Renders the summary table of several results.
+pub fn render(results: &[ProbeResult]) -> String {
+    let mut out = String::new();
+    let name_w = results.iter().map(|r| r.probe.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(
+        out,
+        "{:<name_w$}  {:<9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>16}",
+        "probe", "grade", "requests", "rps", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    for r in results {
+        match &r.stats {
+            Some(s) => {
+                let _ = writeln!(
+                    out,
+                    "{:<name_w$}  {:<9}  {:>9}  {:>9.1}  {:>9.2}  {:>9.2}  {:>9.2}  {:>16}",
+                    r.probe,
+                    r.grade.as_str(),
+                    s.requests,
+                    s.rps,
+                    s.latency_ms.p50,
+                    s.latency_ms.p95,
+                    s.latency_ms.p99,
+                    format!("{} ({:.2}%)", s.errors, s.error_rate * 100.0),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{:<name_w$}  {:<9}", r.probe, r.grade.as_str());
+            }
+        }
+    }
+    for r in results {
+        let mut lines = Vec::new();
+        if let Some(s) = &r.stats {
+            for (kind, n) in &s.errors_by_kind {
+                let sample = s.error_samples.get(kind).map(String::as_str).unwrap_or("");
+                lines.push(format!("{n} {kind} error(s): {sample}"));
+            }
+            if s.iterations.dropped > 0 {
+                lines.push(format!(
+                    "{} planned iteration(s) could not start: the in-flight cap was reached",
+                    s.iterations.dropped
+                ));
+            }
+        }
+        for t in &r.thresholds {
+            if t.grade >= crate::verdict::Grade::Warning {
+                lines.push(format!("{} = {} is {}", t.metric, t.value, t.grade));
+            }
+        }
+        lines.extend(r.notes.iter().cloned());
+        if !lines.is_empty() {
+            let _ = writeln!(out, "\n{}:", r.probe);
+            for l in lines {
+                let _ = writeln!(out, "  {l}");
+            }
+        }
+    }
+    out
+}
