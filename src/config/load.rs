@@ -118,13 +118,24 @@ pub fn load_str(
     }
 
     let mut config = Config::default();
+    // Original positions of the entries that deserialized, so that validation paths name the
+    // entry as written even when an earlier one was dropped for a type error.
+    let mut kept: HashMap<&'static str, Vec<usize>> = HashMap::new();
     let Value::Object(top) = value else {
         return Err(ConfigErrors::single("the configuration must be a TOML table"));
     };
     for (key, v) in top {
         match key.as_str() {
-            "target" => config.target = entries(v, "target", &mut errors),
-            "probe" => config.probe = entries(v, "probe", &mut errors),
+            "target" => {
+                let (items, idx) = entries(v, "target", &mut errors);
+                config.target = items;
+                kept.insert("target", idx);
+            }
+            "probe" => {
+                let (items, idx) = entries(v, "probe", &mut errors);
+                config.probe = items;
+                kept.insert("probe", idx);
+            }
             "report" => {
                 if let Some(r) = typed(v, "report", &mut errors) {
                     config.report = r;
@@ -141,7 +152,10 @@ pub fn load_str(
     // Validation only makes sense on what deserialized; its findings add to the type errors.
     let mut problems = Problems::default();
     config.validate(&mut problems);
-    errors.extend(problems.into_errors());
+    for mut e in problems.into_errors() {
+        e.path = renumber(&e.path, &kept);
+        errors.push(e);
+    }
     if errors.is_empty() {
         return Ok(config);
     }
@@ -151,11 +165,35 @@ pub fn load_str(
             e.line = locator.line(&e.path);
         }
     }
+    // In file order, so a user can fix them top to bottom; unplaceable ones last.
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     Err(ConfigErrors(errors))
 }
 
+/// Rewrites `probe[i]` (position among the entries that deserialized) to the entry's position
+/// in the file.
+fn renumber(path: &str, kept: &HashMap<&'static str, Vec<usize>>) -> String {
+    for (section, idx) in kept {
+        let Some(rest) = path.strip_prefix(section).and_then(|r| r.strip_prefix('[')) else {
+            continue;
+        };
+        let Some((n, tail)) = rest.split_once(']') else {
+            continue;
+        };
+        if let Some(orig) = n.parse::<usize>().ok().and_then(|i| idx.get(i)) {
+            return format!("{section}[{orig}]{tail}");
+        }
+    }
+    path.to_string()
+}
+
 /// Deserializes an array of tables entry by entry (`[[probe]]`), collecting every failure.
-fn entries<T: DeserializeOwned>(v: Value, name: &str, errors: &mut Vec<ConfigError>) -> Vec<T> {
+/// Returns the entries that deserialized and their positions in the file.
+fn entries<T: DeserializeOwned>(
+    v: Value,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<T>, Vec<usize>) {
     let items = match v {
         Value::Array(items) => items,
         // The config crate turns an environment-only section into a map; a lone table is a
@@ -166,14 +204,14 @@ fn entries<T: DeserializeOwned>(v: Value, name: &str, errors: &mut Vec<ConfigErr
                 message: format!("must be an array of tables: write [[{name}]]"),
                 line: None,
             });
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
     };
     items
         .into_iter()
         .enumerate()
-        .filter_map(|(i, item)| typed(item, &format!("{name}[{i}]"), errors))
-        .collect()
+        .filter_map(|(i, item)| typed(item, &format!("{name}[{i}]"), errors).map(|t| (t, i)))
+        .unzip()
 }
 
 /// Deserializes one value, recording the failure with the path of the offending field.
