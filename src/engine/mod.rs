@@ -5,6 +5,7 @@
 //! merged measurements. The engine knows nothing of probes, grades or metrics: it measures and
 //! hands back numbers.
 
+pub mod h1;
 pub mod http;
 pub mod plan;
 pub mod recorder;
