@@ -3,10 +3,12 @@
 //! Tokio's timer wheel rounds every deadline up to the next whole millisecond, so a 20 ms
 //! sleep answers after 20–22 ms and a load generator's p50 against `/delay?ms=20` would be off
 //! by about a millisecond. The test suite wants it within 0.5 ms. `PreciseTimer` instead keeps
-//! the deadlines on one dedicated OS thread that parks until the earliest one: Linux wakes a
-//! parked thread within tens of microseconds. One thread serves every waiting request, so the
-//! cost is one channel message per wait, unlike a blocking-pool thread per request (tokio caps
-//! that pool at 512 threads, which would cap `/delay` throughput).
+//! the deadlines on one dedicated OS thread that parks until the earliest one (the kernel's
+//! high-resolution timers wake it within about 0.1 ms), rings a little early, and lets the task
+//! finish the last fraction of a millisecond by yielding to the runtime. One thread serves
+//! every waiting request, so the cost is one channel message per wait, unlike a blocking-pool
+//! thread per request (tokio caps that pool at 512 threads, which would cap `/delay`'s
+//! throughput).
 //!
 //! `StallSchedule` is the arithmetic of `/stall`'s freeze windows, kept free of clocks so it
 //! can be tested exactly. Nothing in this module knows about HTTP.
@@ -63,18 +65,34 @@ impl PreciseTimer {
         Ok(Self { alarms })
     }
 
-    /// Completes at `at` (or right away if it has passed), to within about a tenth of a
-    /// millisecond on Linux.
+    /// Completes at `at` (or right away if it has passed), to within a few microseconds of
+    /// it when the runtime is idle, and never before it.
     pub async fn sleep_until(&self, at: Instant) {
-        let (wake, woken) = oneshot::channel();
-        if self.alarms.send(Alarm { at, wake }).is_ok() && woken.await.is_ok() {
-            return;
+        // Waking a parked thread is not free: the timer thread's futex wait overshoots by about
+        // 0.1 ms and the tokio worker that resumes the task needs about as much again. So the
+        // alarm is set `WAKE_LEAD` early and the last stretch is finished below.
+        if let Some(wake_at) = at.checked_sub(WAKE_LEAD).filter(|w| *w > Instant::now()) {
+            let (wake, woken) = oneshot::channel();
+            let rang = self.alarms.send(Alarm { at: wake_at, wake }).is_ok() && woken.await.is_ok();
+            if !rang {
+                // The timer thread is gone (it only ends when the process is shutting down): a
+                // coarse wait is still better than answering early.
+                tokio::time::sleep_until(at.into()).await;
+            }
         }
-        // The timer thread is gone (it only ends when the process is shutting down): a coarse
-        // wait is still better than answering early.
-        tokio::time::sleep_until(at.into()).await;
+        // The last stretch (at most `WAKE_LEAD`): yield to the runtime until the instant comes.
+        // This only spins while the worker has nothing else to do; under load, other tasks run
+        // between the checks, so a busy server pays little for the precision.
+        while Instant::now() < at {
+            tokio::task::yield_now().await;
+        }
     }
 }
+
+/// How early an alarm rings before the instant it is for. It covers the two thread wake-ups
+/// between the kernel's timer and the task resuming (about 0.1 ms each on an idle machine,
+/// more in a VM); what is left of it is spent in the final yield loop.
+const WAKE_LEAD: Duration = Duration::from_micros(500);
 
 /// The timer thread: fires every due alarm, then parks until the next deadline or the next new
 /// alarm, whichever comes first.
