@@ -22,7 +22,11 @@ use crate::verdict::Grade;
 pub const EXIT_USAGE: i32 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "plimsoll", version, about = "Keeps measuring how much load a service can carry before it breaks")]
+#[command(
+    name = "plimsoll",
+    version,
+    about = "Keeps measuring how much load a service can carry before it breaks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -157,7 +161,11 @@ fn once(a: OnceArgs) -> i32 {
     for name in &a.probes {
         if !cfg.probe.iter().any(|p| &p.name == name) {
             let known: Vec<&str> = cfg.probe.iter().map(|p| p.name.as_str()).collect();
-            eprintln!("no probe named {name:?} in {} (known: {})", a.config.display(), known.join(", "));
+            eprintln!(
+                "no probe named {name:?} in {} (known: {})",
+                a.config.display(),
+                known.join(", ")
+            );
             return EXIT_USAGE;
         }
     }
@@ -336,7 +344,10 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     let _ = std::thread::Builder::new()
         .name("plimsoll-signal".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -367,7 +378,9 @@ fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBool>) 
         }));
         let (done2, name) = (done.clone(), probe.name.clone());
         drawer = Some(std::thread::spawn(move || {
-            let Ok((progress, expected)) = rx.recv() else { return };
+            let Ok((progress, expected)) = rx.recv() else {
+                return;
+            };
             let start = Instant::now();
             while !done2.load(Ordering::Relaxed) {
                 draw_progress(&name, &progress, start.elapsed(), expected);
@@ -393,7 +406,13 @@ fn draw_progress(name: &str, p: &Progress, elapsed: Duration, expected: Option<D
         Some(e) if !e.is_zero() => {
             let frac = (secs / e.as_secs_f64()).min(1.0);
             let filled = (frac * 30.0) as usize;
-            format!("[{}{}] {:>5.1}s/{:.0}s", "=".repeat(filled), " ".repeat(30 - filled), secs, e.as_secs_f64())
+            format!(
+                "[{}{}] {:>5.1}s/{:.0}s",
+                "=".repeat(filled),
+                " ".repeat(30 - filled),
+                secs,
+                e.as_secs_f64()
+            )
         }
         _ => format!("{secs:>6.1}s"),
     };

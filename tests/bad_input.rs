@@ -27,7 +27,13 @@ url = "{url}"
 }
 
 fn errors_of(r: &plimsoll::report::ProbeResult, kind: &str) -> u64 {
-    r.stats.as_ref().unwrap().errors_by_kind.get(kind).copied().unwrap_or(0)
+    r.stats
+        .as_ref()
+        .unwrap()
+        .errors_by_kind
+        .get(kind)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -36,8 +42,17 @@ fn refused_connection_is_a_connect_error() {
     let r = run_toml(&closed_model(&format!("http://127.0.0.1:{port}/"), ""));
     let s = r.stats.as_ref().unwrap();
     assert!(s.requests > 0);
-    assert_eq!(errors_of(&r, "connect"), s.requests, "{:?}", s.errors_by_kind);
-    assert!(s.error_samples["connect"].contains("refused"), "{:?}", s.error_samples);
+    assert_eq!(
+        errors_of(&r, "connect"),
+        s.requests,
+        "{:?}",
+        s.errors_by_kind
+    );
+    assert!(
+        s.error_samples["connect"].contains("refused"),
+        "{:?}",
+        s.error_samples
+    );
     assert_eq!(r.grade, Grade::Critical);
     // The closed model backs off after a failed connect instead of spinning: with 2 users for
     // 1 s that is at most ~200 attempts, not hundreds of thousands.
@@ -77,10 +92,18 @@ fn a_response_that_never_ends_times_out() {
     });
     let started = Instant::now();
     let r = run_toml(&closed_model(&format!("http://127.0.0.1:{port}/"), ""));
-    assert!(started.elapsed() < Duration::from_secs(5), "the run must end on time");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run must end on time"
+    );
     let s = r.stats.as_ref().unwrap();
     assert!(s.requests >= 2);
-    assert_eq!(errors_of(&r, "timeout"), s.requests, "{:?}", s.errors_by_kind);
+    assert_eq!(
+        errors_of(&r, "timeout"),
+        s.requests,
+        "{:?}",
+        s.errors_by_kind
+    );
     // Timed-out requests count with their full wait, so the stall shows in the percentiles.
     assert!(s.latency_ms.p50 >= 290.0, "{:?}", s.latency_ms);
 }
@@ -100,15 +123,26 @@ fn a_100_mb_body_is_a_body_error_without_reading_it_all() {
             }
         }
     });
-    let text = closed_model(&format!("http://127.0.0.1:{port}/"), "max_body_bytes = 1048576")
-        .replace("timeout = \"300ms\"", "timeout = \"5s\"");
+    let text = closed_model(
+        &format!("http://127.0.0.1:{port}/"),
+        "max_body_bytes = 1048576",
+    )
+    .replace("timeout = \"300ms\"", "timeout = \"5s\"");
     let r = run_toml(&text);
     let s = r.stats.as_ref().unwrap();
     assert!(s.requests > 0);
     assert_eq!(errors_of(&r, "body"), s.requests, "{:?}", s.errors_by_kind);
-    assert!(s.error_samples["body"].contains("limit"), "{:?}", s.error_samples);
+    assert!(
+        s.error_samples["body"].contains("limit"),
+        "{:?}",
+        s.error_samples
+    );
     // Reading stops at the limit: well under 100 MB per request was taken in.
-    assert!(s.bytes_received <= s.requests * (1048576 + 256 * 1024), "{}", s.bytes_received);
+    assert!(
+        s.bytes_received <= s.requests * (1048576 + 256 * 1024),
+        "{}",
+        s.bytes_received
+    );
 }
 
 #[test]
@@ -117,7 +151,12 @@ fn malformed_http_is_a_protocol_error() {
     let r = run_toml(&closed_model(&format!("http://127.0.0.1:{port}/"), ""));
     let s = r.stats.as_ref().unwrap();
     assert!(s.requests > 0);
-    assert_eq!(errors_of(&r, "protocol"), s.requests, "{:?}", s.errors_by_kind);
+    assert_eq!(
+        errors_of(&r, "protocol"),
+        s.requests,
+        "{:?}",
+        s.errors_by_kind
+    );
     assert_eq!(r.grade, Grade::Critical);
 }
 

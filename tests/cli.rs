@@ -20,7 +20,11 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf 
 #[test]
 fn validate_reports_every_problem_with_its_path_and_exits_3() {
     let out = plimsoll()
-        .args(["validate", "--config", "tests/data/config/many-problems.toml"])
+        .args([
+            "validate",
+            "--config",
+            "tests/data/config/many-problems.toml",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
@@ -40,13 +44,21 @@ fn validate_reports_every_problem_with_its_path_and_exits_3() {
 
 #[test]
 fn shipped_configs_validate() {
-    for f in ["config/reference.toml", "config/examples/webhook-levels.toml"] {
+    for f in [
+        "config/reference.toml",
+        "config/examples/webhook-levels.toml",
+    ] {
         let out = plimsoll()
             .args(["validate", "--config", f])
             .env("TWILIO_AUTH_TOKEN", "t")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -54,7 +66,11 @@ fn shipped_configs_validate() {
 fn syntax_errors_and_missing_files_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "bad.toml", "[[probe]]\nname = \"x\"\nkind =\n");
-    let out = plimsoll().args(["once", "--config"]).arg(&p).output().unwrap();
+    let out = plimsoll()
+        .args(["once", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("(line 3)"));
     let out = plimsoll()
@@ -81,7 +97,8 @@ fn environment_overrides_reach_sections_and_array_entries() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("probe[0].load.concurrency: must be greater than 0"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("probe[0].load.concurrency: must be greater than 0"));
     let out = plimsoll()
         .args(["validate", "--config"])
         .arg(&p)
@@ -134,7 +151,10 @@ fn once_exits_by_the_worst_grade_and_writes_results() {
     let cfg = write(
         &dir,
         "c.toml",
-        &once_config(&format!("http://127.0.0.1:{port}"), results.to_str().unwrap()),
+        &once_config(
+            &format!("http://127.0.0.1:{port}"),
+            results.to_str().unwrap(),
+        ),
     );
     // The good probe alone: exit 0 (the canned server is far above 100 rps but p99 has no
     // excellent band, so the grade is good), one document written.
@@ -144,9 +164,17 @@ fn once_exits_by_the_worst_grade_and_writes_results() {
         .args(["--probe", "ok-probe"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("ok-probe") && !table.contains("slow-probe"), "{table}");
+    assert!(
+        table.contains("ok-probe") && !table.contains("slow-probe"),
+        "{table}"
+    );
     let docs: Vec<_> = std::fs::read_dir(&results).unwrap().collect();
     assert_eq!(docs.len(), 1);
 
@@ -159,7 +187,12 @@ fn once_exits_by_the_worst_grade_and_writes_results() {
         .arg(&out_file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
         .unwrap()
         .lines()
@@ -176,7 +209,11 @@ fn once_exits_by_the_worst_grade_and_writes_results() {
         "dead.toml",
         &once_config(&format!("http://127.0.0.1:{}", closed_port()), ""),
     );
-    let out = plimsoll().args(["once", "--config"]).arg(&dead).output().unwrap();
+    let out = plimsoll()
+        .args(["once", "--config"])
+        .arg(&dead)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("connect error"));
 
@@ -193,11 +230,31 @@ fn once_exits_by_the_worst_grade_and_writes_results() {
 fn load_json_prints_the_result_document() {
     let port = canned_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     let out = plimsoll()
-        .args(["load", &format!("http://127.0.0.1:{port}/x?y=1"), "--rate", "50", "--duration", "1s", "--json"])
-        .args(["--method", "POST", "--header", "X-Test: 1", "--body", "hello"])
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/x?y=1"),
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--json",
+        ])
+        .args([
+            "--method",
+            "POST",
+            "--header",
+            "X-Test: 1",
+            "--body",
+            "hello",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["schema"], "plimsoll.result/v1");
     assert_eq!(doc["kind"], "load");
@@ -221,15 +278,34 @@ fn load_json_prints_the_result_document() {
 fn unreachable_network_is_a_connect_error() {
     // A network namespace of our own with loopback down: 127.0.0.1 is unreachable there and
     // no packet can leave it.
-    if !Command::new("unshare").args(["-n", "true"]).status().is_ok_and(|s| s.success()) {
+    if !Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         eprintln!("skipped: this machine does not allow `unshare -n` (needs root)");
         return;
     }
     let out = Command::new("unshare")
-        .args(["-n", env!("CARGO_BIN_EXE_plimsoll"), "load", "http://127.0.0.1:9/", "--rate", "20", "--duration", "500ms", "--json"])
+        .args([
+            "-n",
+            env!("CARGO_BIN_EXE_plimsoll"),
+            "load",
+            "http://127.0.0.1:9/",
+            "--rate",
+            "20",
+            "--duration",
+            "500ms",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["stats"]["errors_by_kind"]["connect"], 10);
     let sample = doc["stats"]["error_samples"]["connect"].as_str().unwrap();

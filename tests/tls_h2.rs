@@ -24,7 +24,9 @@ struct TlsServer {
 }
 
 fn start_tls_server() -> TlsServer {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca_pem = dir.path().join("ca.pem");
     std::fs::write(&ca_pem, ck.cert.pem()).unwrap();
@@ -45,19 +47,34 @@ fn start_tls_server() -> TlsServer {
     let (h1, h2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (c1, c2) = (h1.clone(), h2.clone());
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (acceptor, c1, c2) = (acceptor.clone(), c1.clone(), c2.clone());
                 tokio::spawn(async move {
                     // A failed handshake (the client refusing our certificate) just ends here.
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let counter = if req.version() == hyper::Version::HTTP_2 { &c2 } else { &c1 };
+                        let counter = if req.version() == hyper::Version::HTTP_2 {
+                            &c2
+                        } else {
+                            &c1
+                        };
                         counter.fetch_add(1, Ordering::Relaxed);
-                        async { Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok")))) }
+                        async {
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
@@ -66,7 +83,13 @@ fn start_tls_server() -> TlsServer {
             }
         });
     });
-    TlsServer { port, ca_pem, h1, h2, _dir: dir }
+    TlsServer {
+        port,
+        ca_pem,
+        h1,
+        h2,
+        _dir: dir,
+    }
 }
 
 fn config(s: &TlsServer, http: &str, tls: &str) -> String {
@@ -103,7 +126,11 @@ fn verified_tls_with_alpn_h2() {
 
     let r = run_toml(&config(&s, "1.1", &ca));
     assert_eq!(r.stats.as_ref().unwrap().errors, 0);
-    assert_eq!(s.h1.load(Ordering::Relaxed), 20, "http = \"1.1\" must stay on HTTP/1.1");
+    assert_eq!(
+        s.h1.load(Ordering::Relaxed),
+        20,
+        "http = \"1.1\" must stay on HTTP/1.1"
+    );
 }
 
 #[test]
@@ -111,8 +138,19 @@ fn unknown_issuer_is_refused_unless_told_otherwise() {
     let s = start_tls_server();
     let r = run_toml(&config(&s, "auto", ""));
     let st = r.stats.as_ref().unwrap();
-    assert_eq!(st.errors_by_kind.get("tls"), Some(&20), "{:?}", st.errors_by_kind);
-    assert!(st.error_samples["tls"].to_lowercase().contains("certificate"), "{:?}", st.error_samples);
+    assert_eq!(
+        st.errors_by_kind.get("tls"),
+        Some(&20),
+        "{:?}",
+        st.errors_by_kind
+    );
+    assert!(
+        st.error_samples["tls"]
+            .to_lowercase()
+            .contains("certificate"),
+        "{:?}",
+        st.error_samples
+    );
 
     let r = run_toml(&config(&s, "auto", "insecure_skip_verify = true"));
     assert_eq!(r.stats.as_ref().unwrap().errors, 0);

@@ -92,9 +92,13 @@ mod tests {
         assert_eq!(d.0, Duration::from_millis(250));
         let d: HumanDuration = serde_json::from_str("\"5m\"").unwrap();
         assert_eq!(d.0, Duration::from_secs(300));
-        let err = serde_json::from_str::<HumanDuration>("30").unwrap_err().to_string();
+        let err = serde_json::from_str::<HumanDuration>("30")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("write \"30s\""), "{err}");
-        let err = serde_json::from_str::<HumanDuration>("\"5 parsecs\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<HumanDuration>("\"5 parsecs\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid duration"), "{err}");
     }
 }

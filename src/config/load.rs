@@ -122,7 +122,9 @@ pub fn load_str(
     // entry as written even when an earlier one was dropped for a type error.
     let mut kept: HashMap<&'static str, Vec<usize>> = HashMap::new();
     let Value::Object(top) = value else {
-        return Err(ConfigErrors::single("the configuration must be a TOML table"));
+        return Err(ConfigErrors::single(
+            "the configuration must be a TOML table",
+        ));
     };
     for (key, v) in top {
         match key.as_str() {
@@ -250,7 +252,10 @@ fn split_env(
         let Some(rest) = k.strip_prefix(&prefix) else {
             continue;
         };
-        let path: Vec<String> = rest.split(ENV_SEPARATOR).map(|s| s.to_lowercase()).collect();
+        let path: Vec<String> = rest
+            .split(ENV_SEPARATOR)
+            .map(|s| s.to_lowercase())
+            .collect();
         if path.iter().any(|s| s.parse::<usize>().is_ok()) {
             indexed.push((k, path, v));
         } else {

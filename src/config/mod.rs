@@ -293,14 +293,20 @@ impl Config {
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");
             if !names.insert(t.name.clone()) {
-                problems.push(format!("{path}.name"), format!("duplicate target name {:?}", t.name));
+                problems.push(
+                    format!("{path}.name"),
+                    format!("duplicate target name {:?}", t.name),
+                );
             }
             if let Err(e) = crate::engine::http::Endpoint::parse_base(&t.url) {
                 problems.push(format!("{path}.url"), e);
             }
             if let Some(ca) = &t.tls.ca_file {
                 if !ca.is_file() {
-                    problems.push(format!("{path}.tls.ca_file"), format!("no such file: {}", ca.display()));
+                    problems.push(
+                        format!("{path}.tls.ca_file"),
+                        format!("no such file: {}", ca.display()),
+                    );
                 }
             }
             for (k, v) in t.headers.iter_mut() {
@@ -313,7 +319,10 @@ impl Config {
             if p.name.trim().is_empty() {
                 problems.push(format!("{path}.name"), "must not be empty");
             } else if !probe_names.insert(p.name.clone()) {
-                problems.push(format!("{path}.name"), format!("duplicate probe name {:?}", p.name));
+                problems.push(
+                    format!("{path}.name"),
+                    format!("duplicate probe name {:?}", p.name),
+                );
             }
             if let Some(t) = &p.target {
                 if !self.target.iter().any(|x| &x.name == t) {
@@ -329,7 +338,8 @@ impl Config {
                     problems.push(format!("{path}.target_rps"), "must be greater than 0");
                 }
             }
-            p.thresholds.validate(&format!("{path}.thresholds"), problems);
+            p.thresholds
+                .validate(&format!("{path}.thresholds"), problems);
             crate::probe::registry::validate(p, &path, problems);
         }
     }
@@ -351,7 +361,10 @@ pub(crate) fn check_header(problems: &mut Problems, path: &str, name: &str, valu
     if let Err(e) = value.resolve() {
         problems.push(path, e);
     } else if http::HeaderValue::from_str(value.expose()).is_err() {
-        problems.push(path, "value is not a valid header value (control characters?)");
+        problems.push(
+            path,
+            "value is not a valid header value (control characters?)",
+        );
     }
 }
 
@@ -404,15 +417,24 @@ impl LoadConfig {
             let pp = format!("{path}.phases[{j}]");
             match (ph.burst, ph.rate) {
                 (Some(0), _) => problems.push(format!("{pp}.burst"), "must be greater than 0"),
-                (Some(_), Some(_)) => problems.push(&pp, "a phase has either `burst` or `rate`, not both"),
-                (None, None) => problems.push(&pp, "a phase needs `rate` (arrivals per second) or `burst`"),
+                (Some(_), Some(_)) => {
+                    problems.push(&pp, "a phase has either `burst` or `rate`, not both")
+                }
+                (None, None) => {
+                    problems.push(&pp, "a phase needs `rate` (arrivals per second) or `burst`")
+                }
                 (None, Some(r)) => {
                     if !(r > 0.0 && r.is_finite()) {
                         problems.push(format!("{pp}.rate"), "must be greater than 0");
                     }
                     match ph.duration {
-                        None => problems.push(format!("{pp}.duration"), "missing: a rate phase needs a duration"),
-                        Some(d) if d.is_zero() => problems.push(format!("{pp}.duration"), "must be greater than 0"),
+                        None => problems.push(
+                            format!("{pp}.duration"),
+                            "missing: a rate phase needs a duration",
+                        ),
+                        Some(d) if d.is_zero() => {
+                            problems.push(format!("{pp}.duration"), "must be greater than 0")
+                        }
                         _ => {}
                     }
                 }
@@ -455,8 +477,13 @@ impl LoadConfig {
             }
         }
         match (&self.request, self.steps.is_empty()) {
-            (None, true) => problems.push(path, "missing: `request` (one request) or `steps` (several)"),
-            (Some(_), false) => problems.push(path, "`request` and `steps` exclude each other; keep one"),
+            (None, true) => problems.push(
+                path,
+                "missing: `request` (one request) or `steps` (several)",
+            ),
+            (Some(_), false) => {
+                problems.push(path, "`request` and `steps` exclude each other; keep one")
+            }
             _ => {}
         }
         for (k, g) in &self.vars {

@@ -84,11 +84,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("token");
         std::fs::write(&p, "from-file\n").unwrap();
-        let mut s: Secret = serde_json::from_value(serde_json::json!(format!("file:{}", p.display()))).unwrap();
+        let mut s: Secret =
+            serde_json::from_value(serde_json::json!(format!("file:{}", p.display()))).unwrap();
         s.resolve().unwrap();
         assert_eq!(s.expose(), "from-file");
 
         let mut s: Secret = serde_json::from_str("\"env:PLIMSOLL_TEST_SECRET_UNSET\"").unwrap();
-        assert_eq!(s.resolve().unwrap_err(), "environment variable PLIMSOLL_TEST_SECRET_UNSET is not set");
+        assert_eq!(
+            s.resolve().unwrap_err(),
+            "environment variable PLIMSOLL_TEST_SECRET_UNSET is not set"
+        );
     }
 }

@@ -293,7 +293,7 @@ async fn malformed_responses_are_protocol_errors() {
             "missing chunk size",
         ),
         (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\n0\r\n\r\n",
             "expected CRLF",
         ),
         (

@@ -144,7 +144,10 @@ impl Endpoint {
             let name = tls.server_name.clone().unwrap_or_else(|| base.host.clone());
             let server_name = ServerName::try_from(name.clone())
                 .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
-            (Some(Arc::new(client_tls_config(tls, http)?)), Some(server_name))
+            (
+                Some(Arc::new(client_tls_config(tls, http)?)),
+                Some(server_name),
+            )
         } else {
             (None, None)
         };
@@ -158,10 +161,16 @@ impl Endpoint {
 
     /// Resolves the host once; callers cache the answer for the run.
     pub async fn resolve(&self) -> Result<Vec<SocketAddr>, RequestError> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.base.host.as_str(), self.base.port))
-            .await
-            .map_err(|e| RequestError::new(ErrorKind::Connect, format!("cannot resolve {}: {e}", self.base.host)))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host((self.base.host.as_str(), self.base.port))
+                .await
+                .map_err(|e| {
+                    RequestError::new(
+                        ErrorKind::Connect,
+                        format!("cannot resolve {}: {e}", self.base.host),
+                    )
+                })?
+                .collect();
         if addrs.is_empty() {
             return Err(RequestError::new(
                 ErrorKind::Connect,
@@ -185,7 +194,10 @@ impl Endpoint {
             }
         }
         let tcp = tcp.ok_or_else(|| {
-            RequestError::new(ErrorKind::Connect, last.unwrap_or_else(|| "no address".into()))
+            RequestError::new(
+                ErrorKind::Connect,
+                last.unwrap_or_else(|| "no address".into()),
+            )
         })?;
         // Requests are small and latency is the measurement: never let Nagle hold one back.
         let _ = tcp.set_nodelay(true);
@@ -194,7 +206,12 @@ impl Endpoint {
                 let tls = tokio_rustls::TlsConnector::from(cfg.clone())
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| RequestError::new(ErrorKind::Tls, format!("TLS handshake with {}: {e}", self.base.authority)))?;
+                    .map_err(|e| {
+                        RequestError::new(
+                            ErrorKind::Tls,
+                            format!("TLS handshake with {}: {e}", self.base.authority),
+                        )
+                    })?;
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 handshake(TokioIo::new(tls), h2).await
             }
@@ -210,7 +227,9 @@ where
     if h2 {
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
-            .map_err(|e| RequestError::new(ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
+            .map_err(|e| {
+                RequestError::new(ErrorKind::Protocol, format!("HTTP/2 handshake: {e}"))
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -218,7 +237,9 @@ where
     } else {
         let (send, conn) = hyper::client::conn::http1::handshake(io)
             .await
-            .map_err(|e| RequestError::new(ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}")))?;
+            .map_err(|e| {
+                RequestError::new(ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}"))
+            })?;
         // The connection task ends when the sender is dropped or the peer closes.
         tokio::spawn(async move {
             let _ = conn.await;
@@ -267,7 +288,8 @@ impl Conn {
         let mut body = resp.into_body();
         let mut n = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| RequestError::new(ErrorKind::Body, format!("reading body: {e}")))?;
+            let frame = frame
+                .map_err(|e| RequestError::new(ErrorKind::Body, format!("reading body: {e}")))?;
             if let Some(d) = frame.data_ref() {
                 n += d.len() as u64;
                 if n > max_body {
@@ -376,7 +398,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -385,7 +412,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -401,10 +433,18 @@ mod tests {
     fn base_urls() {
         let b = Endpoint::parse_base("https://api.example.test/v1/").unwrap();
         assert!(b.tls);
-        assert_eq!((b.host.as_str(), b.port, b.path.as_str()), ("api.example.test", 443, "/v1"));
+        assert_eq!(
+            (b.host.as_str(), b.port, b.path.as_str()),
+            ("api.example.test", 443, "/v1")
+        );
         let b = Endpoint::parse_base("http://127.0.0.1:8080").unwrap();
-        assert_eq!((b.port, b.authority.as_str(), b.path.as_str()), (8080, "127.0.0.1:8080", ""));
-        assert!(Endpoint::parse_base("ftp://x").unwrap_err().contains("unsupported scheme"));
+        assert_eq!(
+            (b.port, b.authority.as_str(), b.path.as_str()),
+            (8080, "127.0.0.1:8080", "")
+        );
+        assert!(Endpoint::parse_base("ftp://x")
+            .unwrap_err()
+            .contains("unsupported scheme"));
         assert!(Endpoint::parse_base("/just/a/path").is_err());
     }
 }

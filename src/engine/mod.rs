@@ -72,7 +72,12 @@ impl LoadSpec {
         let mut endpoints = Vec::new();
         let mut steps = Vec::new();
         for cfg in load.step_configs() {
-            steps.push(PreparedStep::compile(cfg, target, &mut endpoints, &mut generators)?);
+            steps.push(PreparedStep::compile(
+                cfg,
+                target,
+                &mut endpoints,
+                &mut generators,
+            )?);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut workers = if load.workers == 0 {

@@ -181,7 +181,8 @@ impl ClosedPlan {
         if self.concurrency <= 1 {
             return Duration::ZERO;
         }
-        self.ramp_up.mul_f64(f64::from(v) / f64::from(self.concurrency))
+        self.ramp_up
+            .mul_f64(f64::from(v) / f64::from(self.concurrency))
     }
 }
 
@@ -249,7 +250,10 @@ mod tests {
 
     #[test]
     fn burst_releases_everything_at_the_phase_start() {
-        let p = ArrivalPlan::from_phases(&[phase(1, Some(10.0), None, None), phase(2, None, None, Some(100))]);
+        let p = ArrivalPlan::from_phases(&[
+            phase(1, Some(10.0), None, None),
+            phase(2, None, None, Some(100)),
+        ]);
         assert_eq!(p.total, 110);
         for i in 10..110 {
             assert_eq!(p.offset_of(i), Duration::from_secs(1));
@@ -271,7 +275,10 @@ mod tests {
                 }
             }
             assert_eq!(sum, p.total, "{n} shards");
-            assert!(seen.iter().all(|&c| c == 1), "{n} shards: an arrival run twice or never");
+            assert!(
+                seen.iter().all(|&c| c == 1),
+                "{n} shards: an arrival run twice or never"
+            );
         }
         assert_eq!(Shard { index: 5, count: 8 }.len(3), 0);
     }

@@ -214,13 +214,30 @@ mod tests {
         let mut a = Recorder::new(1);
         let mut b = Recorder::new(1);
         for ms in 1..=100 {
-            a.request(0, Duration::from_millis(ms), Duration::from_millis(ms), Some(200), None, 10);
+            a.request(
+                0,
+                Duration::from_millis(ms),
+                Duration::from_millis(ms),
+                Some(200),
+                None,
+                10,
+            );
         }
-        b.request(0, Duration::from_secs(2), Duration::from_secs(2), None, Some((ErrorKind::Timeout, "late")), 0);
+        b.request(
+            0,
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+            None,
+            Some((ErrorKind::Timeout, "late")),
+            0,
+        );
         a.merge(&b);
         assert_eq!(a.requests(), 101);
         assert_eq!(a.errors_by_kind()[ErrorKind::Timeout.index()], 1);
-        assert_eq!(a.error_samples[ErrorKind::Timeout.index()].as_deref(), Some("late"));
+        assert_eq!(
+            a.error_samples[ErrorKind::Timeout.index()].as_deref(),
+            Some("late")
+        );
         let h = a.total_latency();
         assert_eq!(h.max(), h.highest_equivalent(2_000_000));
         let p50 = h.value_at_quantile(0.5) as f64 / 1000.0;

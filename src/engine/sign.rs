@@ -70,7 +70,11 @@ mod tests {
     #[test]
     fn matches_python_hmac() {
         let url = "https://example.test/webhooks/whatsapp?x=1";
-        let params = [("To", "whatsapp:+15550001"), ("Body", "hi there"), ("From", "whatsapp:+15550002")];
+        let params = [
+            ("To", "whatsapp:+15550001"),
+            ("Body", "hi there"),
+            ("From", "whatsapp:+15550002"),
+        ];
         let ours = twilio_signature(b"secret-token", url, &params);
         let script = "import hmac,hashlib,base64,sys\n\
 data = sys.argv[2] + ''.join(k + v for k, v in sorted(zip(sys.argv[3::2], sys.argv[4::2])))\n\
@@ -81,9 +85,23 @@ print(base64.b64encode(hmac.new(sys.argv[1].encode(), data.encode(), hashlib.sha
             cmd.arg(k).arg(v);
         }
         let out = cmd.output().expect("python3 runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), ours);
-        assert!(verify_twilio_signature(b"secret-token", url, &params, &ours));
-        assert!(!verify_twilio_signature(b"other-token", url, &params, &ours));
+        assert!(verify_twilio_signature(
+            b"secret-token",
+            url,
+            &params,
+            &ours
+        ));
+        assert!(!verify_twilio_signature(
+            b"other-token",
+            url,
+            &params,
+            &ours
+        ));
     }
 }

@@ -59,7 +59,10 @@ impl PreparedStep {
         let (base, path) = split_url(&cfg.url, target)?;
         // Requests to the target's own host use its TLS and version settings.
         let (http, tls) = match target {
-            Some(t) if Endpoint::parse_base(&t.url).is_ok_and(|b| b.authority == base.authority && b.tls == base.tls) => {
+            Some(t)
+                if Endpoint::parse_base(&t.url)
+                    .is_ok_and(|b| b.authority == base.authority && b.tls == base.tls) =>
+            {
                 (t.http, t.tls.clone())
             }
             _ => (HttpVersion::Auto, TlsConfig::default()),
@@ -79,7 +82,9 @@ impl PreparedStep {
         let path_t = Template::compile(&path, gens);
         let target_kind = if path_t.is_static() {
             StepTarget::Static {
-                origin_form: path.parse().map_err(|e| format!("URL path {path:?}: {e}"))?,
+                origin_form: path
+                    .parse()
+                    .map_err(|e| format!("URL path {path:?}: {e}"))?,
                 absolute: format!("{origin}{path}")
                     .parse()
                     .map_err(|e| format!("URL {origin}{path}: {e}"))?,
@@ -87,9 +92,10 @@ impl PreparedStep {
         } else {
             StepTarget::Dynamic(path_t)
         };
-        let name = cfg.name.clone().unwrap_or_else(|| {
-            path.split('?').next().unwrap_or("/").to_string()
-        });
+        let name = cfg
+            .name
+            .clone()
+            .unwrap_or_else(|| path.split('?').next().unwrap_or("/").to_string());
         let method = Method::from_bytes(cfg.method.as_bytes()).map_err(|e| e.to_string())?;
         let (body, content_type) = BodyTemplate::compile(cfg, gens);
 
@@ -101,10 +107,12 @@ impl PreparedStep {
         let mut dyn_headers = Vec::new();
         let target_headers = target.map(|t| &t.headers).into_iter().flatten();
         for (k, v) in target_headers.chain(&cfg.headers) {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
             let t = Template::compile(v.expose(), gens);
             if t.is_static() {
-                let value = HeaderValue::from_str(v.expose()).map_err(|e| format!("header {k}: {e}"))?;
+                let value =
+                    HeaderValue::from_str(v.expose()).map_err(|e| format!("header {k}: {e}"))?;
                 headers.insert(name, value);
             } else {
                 dyn_headers.push((name, t));
@@ -170,7 +178,10 @@ impl PreparedStep {
                 }
                 t.render_into(values, &mut s);
                 s.parse().map_err(|e| {
-                    RequestError::new(ErrorKind::Protocol, format!("rendered URL {s:?} is invalid: {e}"))
+                    RequestError::new(
+                        ErrorKind::Protocol,
+                        format!("rendered URL {s:?} is invalid: {e}"),
+                    )
                 })?
             }
         };
@@ -211,7 +222,10 @@ impl PreparedStep {
 /// Splits a step URL into its endpoint and its path-and-query, joining relative URLs to the
 /// target's base URL.
 fn split_url(url: &str, target: Option<&TargetConfig>) -> Result<(BaseUrl, String), String> {
-    if let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
+    if let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         let cut = rest.find(['/', '?']).unwrap_or(rest.len());
         let scheme_len = url.len() - rest.len();
         let base = Endpoint::parse_base(&url[..scheme_len + cut])?;
@@ -244,7 +258,10 @@ mod tests {
         }))
         .unwrap();
         let (b, p) = split_url("/items?x=1", Some(&t)).unwrap();
-        assert_eq!((b.authority.as_str(), p.as_str()), ("127.0.0.1:9000", "/v1/items?x=1"));
+        assert_eq!(
+            (b.authority.as_str(), p.as_str()),
+            ("127.0.0.1:9000", "/v1/items?x=1")
+        );
         let (b, p) = split_url("https://h.test:8443?q", None).unwrap();
         assert_eq!((b.port, p.as_str()), (8443, "/?q"));
         assert!(split_url("/x", None).unwrap_err().contains("relative"));

@@ -140,9 +140,10 @@ impl GeneratorConfig {
             GeneratorConfig::Choice { values } if values.is_empty() => {
                 problems.push(format!("{path}.values"), "must list at least one value")
             }
-            GeneratorConfig::RandomInt { min, max } if min > max => {
-                problems.push(format!("{path}.min"), format!("must not exceed max ({max})"))
-            }
+            GeneratorConfig::RandomInt { min, max } if min > max => problems.push(
+                format!("{path}.min"),
+                format!("must not exceed max ({max})"),
+            ),
             _ => {}
         }
     }
@@ -185,14 +186,24 @@ impl RequestConfig {
 
     pub fn validate(&mut self, path: &str, vars: &[String], problems: &mut Problems) {
         if http::Method::from_bytes(self.method.as_bytes()).is_err() {
-            problems.push(format!("{path}.method"), format!("{:?} is not an HTTP method", self.method));
+            problems.push(
+                format!("{path}.method"),
+                format!("{:?} is not an HTTP method", self.method),
+            );
         }
         if self.url.trim().is_empty() {
             problems.push(format!("{path}.url"), "must not be empty");
         }
-        let bodies = [self.body.is_some(), self.json.is_some(), self.form.is_some()];
+        let bodies = [
+            self.body.is_some(),
+            self.json.is_some(),
+            self.form.is_some(),
+        ];
         if bodies.iter().filter(|b| **b).count() > 1 {
-            problems.push(path, "`body`, `json` and `form` exclude each other; keep one");
+            problems.push(
+                path,
+                "`body`, `json` and `form` exclude each other; keep one",
+            );
         }
         for (k, v) in self.headers.iter_mut() {
             check_header(problems, &format!("{path}.headers.{k}"), k, v);
@@ -200,7 +211,10 @@ impl RequestConfig {
         if let Some(form) = &self.form {
             for (k, v) in form {
                 if !(v.is_string() || v.is_number() || v.is_boolean()) {
-                    problems.push(format!("{path}.form.{k}"), "form values must be strings, numbers or booleans");
+                    problems.push(
+                        format!("{path}.form.{k}"),
+                        "form values must be strings, numbers or booleans",
+                    );
                 }
             }
         }
@@ -209,16 +223,25 @@ impl RequestConfig {
                 problems.push(format!("{path}.sign.auth_token"), e);
             }
             if self.form.is_none() {
-                problems.push(format!("{path}.sign"), "the twilio signature covers form parameters: give the body as `form`");
+                problems.push(
+                    format!("{path}.sign"),
+                    "the twilio signature covers form parameters: give the body as `form`",
+                );
             }
         }
         if let Some(codes) = &self.expect_status {
             if codes.is_empty() {
-                problems.push(format!("{path}.expect_status"), "must list at least one status");
+                problems.push(
+                    format!("{path}.expect_status"),
+                    "must list at least one status",
+                );
             }
             for c in codes {
                 if !(100..=599).contains(c) {
-                    problems.push(format!("{path}.expect_status"), format!("{c} is not an HTTP status"));
+                    problems.push(
+                        format!("{path}.expect_status"),
+                        format!("{c} is not an HTTP status"),
+                    );
                 }
             }
         }
@@ -437,15 +460,27 @@ impl Generators {
                     // Version 4, variant 1.
                     let b = (b & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
                     let h = format!("{b:032x}");
-                    write!(v, "{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+                    write!(
+                        v,
+                        "{}-{}-{}-{}-{}",
+                        &h[..8],
+                        &h[8..12],
+                        &h[12..16],
+                        &h[16..20],
+                        &h[20..]
+                    )
                 }
                 Generator::Timestamp(f) => {
                     let now = std::time::SystemTime::now();
-                    let since = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    let since = now
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
                     match f {
                         TimestampFormat::Unix => write!(v, "{}", since.as_secs()),
                         TimestampFormat::UnixMs => write!(v, "{}", since.as_millis()),
-                        TimestampFormat::Rfc3339 => write!(v, "{}", humantime::format_rfc3339_millis(now)),
+                        TimestampFormat::Rfc3339 => {
+                            write!(v, "{}", humantime::format_rfc3339_millis(now))
+                        }
                     }
                 }
                 Generator::Choice(vals) => {
@@ -512,7 +547,9 @@ impl JsonTemplate {
             JsonTemplate::Text(t, None) => serde_json::Value::String(t.render(values)),
             JsonTemplate::Array(a) => a.iter().map(|x| x.render(values)).collect(),
             JsonTemplate::Object(o) => serde_json::Value::Object(
-                o.iter().map(|(k, x)| (k.clone(), x.render(values))).collect(),
+                o.iter()
+                    .map(|(k, x)| (k.clone(), x.render(values)))
+                    .collect(),
             ),
         }
     }
@@ -558,7 +595,10 @@ impl BodyTemplate {
                     (k.clone(), Template::compile(&text, vars))
                 })
                 .collect();
-            (BodyTemplate::Form(fields), Some("application/x-www-form-urlencoded"))
+            (
+                BodyTemplate::Form(fields),
+                Some("application/x-www-form-urlencoded"),
+            )
         } else {
             (BodyTemplate::Empty, None)
         }
@@ -623,10 +663,16 @@ mod tests {
     #[test]
     fn json_sole_numeric_placeholder_stays_a_number() {
         let mut g = Generators::default();
-        let t = JsonTemplate::compile(&serde_json::json!({"n": "{{seq}}", "s": "id-{{seq}}", "k": 1}), &mut g);
+        let t = JsonTemplate::compile(
+            &serde_json::json!({"n": "{{seq}}", "s": "id-{{seq}}", "k": 1}),
+            &mut g,
+        );
         let mut vals = Vec::new();
         g.fill(&mut vals);
-        assert_eq!(t.render(&vals), serde_json::json!({"n": 0, "s": "id-0", "k": 1}));
+        assert_eq!(
+            t.render(&vals),
+            serde_json::json!({"n": 0, "s": "id-0", "k": 1})
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub(super) fn run(
 
     let mut handles = Vec::with_capacity(workers);
     for id in 0..workers {
-        let (spec, progress, stop, gates) = (spec.clone(), progress.clone(), stop.clone(), gates.clone());
+        let (spec, progress, stop, gates) =
+            (spec.clone(), progress.clone(), stop.clone(), gates.clone());
         let h = std::thread::Builder::new()
             .name(format!("plimsoll-worker-{id}"))
             .spawn(move || -> std::io::Result<(Recorder, Option<Instant>)> {
@@ -59,7 +60,9 @@ pub(super) fn run(
                 let w = worker.clone();
                 local.block_on(&rt, async move {
                     match &w.spec.model {
-                        Model::Open { plan, shard } => open_loop(&w, &gates[id], plan, *shard, start).await,
+                        Model::Open { plan, shard } => {
+                            open_loop(&w, &gates[id], plan, *shard, start).await
+                        }
                         Model::Closed(c) => closed_loop(&w, c, start).await,
                     }
                 });
@@ -144,7 +147,9 @@ fn pace(plan: &ArrivalPlan, shard: Shard, start: Instant, gates: &[Gate], stop: 
         if k < n {
             let next = start + plan.offset_of(shard.global(k));
             // Wake at least every 50 ms so a stop request is noticed promptly.
-            let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
             if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
@@ -315,7 +320,11 @@ impl Worker {
     }
 
     /// One request-response exchange of step `i` on the user's connection.
-    async fn exchange(&self, vu: &mut Vu, i: usize) -> Result<(http::StatusCode, u64), RequestError> {
+    async fn exchange(
+        &self,
+        vu: &mut Vu,
+        i: usize,
+    ) -> Result<(http::StatusCode, u64), RequestError> {
         let step = &self.spec.steps[i];
         let ep = step.endpoint;
         let mut conn = match vu.conns[ep].take() {
@@ -388,7 +397,8 @@ async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
     for v in (w.id as u32..plan.concurrency).step_by(workers as usize) {
         let (wk, plan) = (w.clone(), plan.clone());
         users.push(tokio::task::spawn_local(async move {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v))).await;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v)))
+                .await;
             let deadline = plan.duration.map(|d| start + d);
             let mut vu = wk.new_vu();
             let mut done = 0u64;

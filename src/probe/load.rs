@@ -102,7 +102,11 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     for s in &rec.steps {
         for (i, n) in s.status_classes.iter().enumerate() {
             if *n > 0 {
-                let key = if i == 0 { "none".to_string() } else { format!("{i}xx") };
+                let key = if i == 0 {
+                    "none".to_string()
+                } else {
+                    format!("{i}xx")
+                };
                 *status_classes.entry(key).or_insert(0) += n;
             }
         }
@@ -110,12 +114,14 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     let mut endpoints = BTreeMap::new();
     for (name, s) in o.step_names.iter().zip(&rec.steps) {
         // Two steps may share a name; their numbers then add up under it.
-        let e = endpoints.entry(name.clone()).or_insert_with(|| EndpointStats {
-            requests: 0,
-            errors: 0,
-            latency_ms: LatencySummary::default(),
-            errors_by_kind: BTreeMap::new(),
-        });
+        let e = endpoints
+            .entry(name.clone())
+            .or_insert_with(|| EndpointStats {
+                requests: 0,
+                errors: 0,
+                latency_ms: LatencySummary::default(),
+                errors_by_kind: BTreeMap::new(),
+            });
         e.requests += s.requests;
         e.errors += s.error_count();
         e.latency_ms = LatencySummary::from_micros(&s.latency);
@@ -131,8 +137,16 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     Stats {
         requests,
         errors,
-        error_rate: if requests > 0 { errors as f64 / requests as f64 } else { 0.0 },
-        rps: if secs > 0.0 { round3(requests as f64 / secs) } else { 0.0 },
+        error_rate: if requests > 0 {
+            errors as f64 / requests as f64
+        } else {
+            0.0
+        },
+        rps: if secs > 0.0 {
+            round3(requests as f64 / secs)
+        } else {
+            0.0
+        },
         offered_rps: o.planned.map(|(_, r)| round3(r)),
         latency_ms: LatencySummary::from_micros(&rec.total_latency()),
         service_time_ms: LatencySummary::from_micros(&rec.total_service()),
@@ -167,7 +181,11 @@ pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdic
         (None, None) => verdict::DEFAULT_RPS,
     });
     v.higher_better("rps", s.rps, rps_bands);
-    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(verdict::DEFAULT_P99_MS));
+    v.lower_better(
+        "p99",
+        s.latency_ms.p99,
+        t.p99_ms.unwrap_or(verdict::DEFAULT_P99_MS),
+    );
     v.lower_better(
         "error_rate",
         s.error_rate,

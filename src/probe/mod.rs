@@ -15,13 +15,16 @@ use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::Progress;
 use crate::report::ProbeResult;
 
+/// Called when a load starts, with its live progress counters and expected duration.
+pub type OnStart = Arc<dyn Fn(Arc<Progress>, Option<std::time::Duration>) + Send + Sync>;
+
 /// What a running probe may look at besides its configuration.
 #[derive(Clone, Default)]
 pub struct RunContext {
     /// Set to stop the probe early (shutdown, Ctrl-C); the probe returns what it measured.
     pub stop: Arc<AtomicBool>,
     /// Called once with the live progress counters and the expected duration, for displays.
-    pub on_start: Option<Arc<dyn Fn(Arc<Progress>, Option<std::time::Duration>) + Send + Sync>>,
+    pub on_start: Option<OnStart>,
 }
 
 /// One kind of probe.

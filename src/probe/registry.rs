@@ -19,7 +19,11 @@ pub fn validate(p: &mut ProbeConfig, path: &str, problems: &mut Problems) {
             let known: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
             problems.push(
                 format!("{path}.kind"),
-                format!("unknown probe kind {:?} (known: {})", p.kind, known.join(", ")),
+                format!(
+                    "unknown probe kind {:?} (known: {})",
+                    p.kind,
+                    known.join(", ")
+                ),
             );
         }
     }

@@ -146,15 +146,28 @@ pub fn write_json_lines(path: &Path, results: &[ProbeResult]) -> std::io::Result
 }
 
 /// Writes each result document into `dir` as `<probe>-<UTC time>.json`; returns the paths.
-pub fn write_into_dir(dir: &Path, results: &[ProbeResult]) -> std::io::Result<Vec<std::path::PathBuf>> {
+pub fn write_into_dir(
+    dir: &Path,
+    results: &[ProbeResult],
+) -> std::io::Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut paths = Vec::new();
     for r in results {
-        let stamp: String = r.started_at.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let stamp: String = r
+            .started_at
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         let safe: String = r
             .probe
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let p = dir.join(format!("{safe}-{stamp}.json"));
         std::fs::write(&p, r.to_json_pretty() + "\n")?;

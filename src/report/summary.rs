@@ -7,7 +7,12 @@ use super::ProbeResult;
 /// Renders the summary table of several results.
 pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
-    let name_w = results.iter().map(|r| r.probe.len()).max().unwrap_or(5).max(5);
+    let name_w = results
+        .iter()
+        .map(|r| r.probe.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let _ = writeln!(
         out,
         "{:<name_w$}  {:<9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>16}",
