@@ -150,8 +150,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
     /// reusable response and, since then, the server has neither closed the connection (an
     /// idle keep-alive timeout) nor sent anything. Call it between exchanges.
     ///
-    /// It costs one non-blocking read attempt, which on a tokio socket is the would-block
-    /// check the next exchange's first read would otherwise make.
+    /// It is one non-blocking read attempt. On a tokio socket whose last read came up short
+    /// of the buffer (the usual end of a response), tokio already knows the socket is drained,
+    /// so the attempt is a readiness check without a system call.
     pub fn is_usable(&mut self) -> bool {
         if !self.reusable {
             return false;
@@ -378,15 +379,11 @@ enum ChunkState {
         digits: u32,
     },
     /// Chunk extensions after the size, skipped up to the CR.
-    Extension {
-        size: u64,
-    },
-    SizeLf {
-        size: u64,
-    },
-    Data {
-        left: u64,
-    },
+    Extension(u64),
+    /// After the CR ending a size line; holds the size.
+    SizeLf(u64),
+    /// Inside chunk data; holds the bytes left.
+    Data(u64),
     DataCr,
     DataLf,
     /// At the start of a trailer field line or of the final empty line.
@@ -431,13 +428,13 @@ impl ChunkedBody {
             match self.state {
                 ChunkState::Done => break,
                 // Data is skipped in bulk; only framing goes byte by byte.
-                ChunkState::Data { left } => {
+                ChunkState::Data(left) => {
                     let take = left.min((input.len() - i) as u64);
                     i += take as usize;
                     self.state = if take == left {
                         ChunkState::DataCr
                     } else {
-                        ChunkState::Data { left: left - take }
+                        ChunkState::Data(left - take)
                     };
                 }
                 _ => {
@@ -463,35 +460,35 @@ impl ChunkedBody {
                         digits: digits + 1,
                     },
                     _ if digits == 0 => return Err(chunk_error("missing chunk size")),
-                    (b'\r', _) => SizeLf { size },
-                    (b';' | b' ' | b'\t', _) => Extension { size },
+                    (b'\r', _) => SizeLf(size),
+                    (b';' | b' ' | b'\t', _) => Extension(size),
                     _ => return Err(chunk_error("invalid chunk size")),
                 }
             }
-            Extension { size } => {
+            Extension(size) => {
                 self.count_overhead(MAX_CHUNK_LINE)?;
                 match b {
-                    b'\r' => SizeLf { size },
+                    b'\r' => SizeLf(size),
                     b'\n' => return Err(chunk_error("bare LF in a chunk extension")),
-                    _ => Extension { size },
+                    _ => Extension(size),
                 }
             }
-            SizeLf { size } if b == b'\n' => {
+            SizeLf(size) if b == b'\n' => {
                 self.overhead = 0;
                 if size == 0 {
                     TrailerStart
                 } else {
-                    self.data_bytes += size;
+                    self.data_bytes = self.data_bytes.saturating_add(size);
                     // Refused as soon as the chunk is announced: its bytes need not arrive.
                     if self.data_bytes > self.max_body {
                         return Err(too_large(self.max_body));
                     }
-                    Data { left: size }
+                    Data(size)
                 }
             }
             DataCr if b == b'\r' => DataLf,
             DataLf if b == b'\n' => Size { size: 0, digits: 0 },
-            SizeLf { .. } | DataCr | DataLf => return Err(chunk_error("expected CRLF")),
+            SizeLf(_) | DataCr | DataLf => return Err(chunk_error("expected CRLF")),
             TrailerStart | Trailer => {
                 self.count_overhead(MAX_TRAILERS)?;
                 match (self.state, b) {
@@ -505,7 +502,7 @@ impl ChunkedBody {
             EndLf if b == b'\n' => Done,
             EndLf => return Err(chunk_error("expected CRLF after the trailers")),
             // `feed` handles these without calling `step`.
-            Data { .. } | Done => self.state,
+            Data(_) | Done => self.state,
         };
         Ok(())
     }

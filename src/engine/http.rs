@@ -1,20 +1,23 @@
 //! The HTTP hot path: endpoints, connections (HTTP/1.1 keep-alive, HTTP/2, TLS with rustls)
 //! and one request-response exchange, with every failure sorted into a named error kind.
 //!
-//! It uses hyper's connection API directly, not a pooled client: each virtual user owns its
-//! HTTP/1.1 connection (or shares its worker's HTTP/2 one), so no lock or channel sits between
-//! a request and its socket.
+//! No pooled client sits on the hot path: each virtual user owns its HTTP/1.1 connection,
+//! driven inline by [`super::h1`] (no dispatcher task, no channel, no per-request allocation),
+//! or shares its worker's HTTP/2 connection through hyper's connection API.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::h1::{H1Conn, Response1};
 
 use crate::config::{HttpVersion, TlsConfig};
 
@@ -212,45 +215,36 @@ impl Endpoint {
                             format!("TLS handshake with {}: {e}", self.base.authority),
                         )
                     })?;
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                handshake(TokioIo::new(tls), h2).await
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    h2_handshake(TokioIo::new(tls)).await
+                } else {
+                    Ok(Conn::H1Tls(Box::new(H1Conn::new(tls))))
+                }
             }
-            _ => handshake(TokioIo::new(tcp), self.http == HttpVersion::Http2).await,
+            _ if self.http == HttpVersion::Http2 => h2_handshake(TokioIo::new(tcp)).await,
+            _ => Ok(Conn::H1(H1Conn::new(tcp))),
         }
     }
 }
 
-async fn handshake<IO>(io: IO, h2: bool) -> Result<Conn, RequestError>
+async fn h2_handshake<IO>(io: IO) -> Result<Conn, RequestError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    if h2 {
-        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| {
-                RequestError::new(ErrorKind::Protocol, format!("HTTP/2 handshake: {e}"))
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Conn::H2(send))
-    } else {
-        let (send, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| {
-                RequestError::new(ErrorKind::Protocol, format!("HTTP/1.1 handshake: {e}"))
-            })?;
-        // The connection task ends when the sender is dropped or the peer closes.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Conn::H1(send))
-    }
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|e| RequestError::new(ErrorKind::Protocol, format!("HTTP/2 handshake: {e}")))?;
+    // The connection task ends when every sender is dropped or the peer closes.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn::H2(send))
 }
 
 /// An open connection.
 pub enum Conn {
-    H1(hyper::client::conn::http1::SendRequest<ReqBody>),
+    H1(H1Conn<TcpStream>),
+    H1Tls(Box<H1Conn<TlsStream<TcpStream>>>),
     H2(hyper::client::conn::http2::SendRequest<ReqBody>),
 }
 
@@ -259,10 +253,12 @@ impl Conn {
         matches!(self, Conn::H2(_))
     }
 
-    /// Whether the connection can still carry a request.
-    pub fn is_usable(&self) -> bool {
+    /// Whether the connection can still carry a request (an idle HTTP/1.1 connection the
+    /// server has closed is found out here, before a request is lost on it).
+    pub fn is_usable(&mut self) -> bool {
         match self {
-            Conn::H1(s) => !s.is_closed(),
+            Conn::H1(c) => c.is_usable(),
+            Conn::H1Tls(c) => c.is_usable(),
             Conn::H2(s) => !s.is_closed(),
         }
     }
@@ -271,20 +267,44 @@ impl Conn {
     pub fn share(&self) -> Option<Conn> {
         match self {
             Conn::H2(s) => Some(Conn::H2(s.clone())),
-            Conn::H1(_) => None,
+            _ => None,
         }
     }
 
-    /// Sends a request and reads the whole response body, discarding it; returns the status
-    /// and the body's size. The body is drained frame by frame and never kept, so a 100 MB
-    /// answer costs no memory, only the `max_body` check.
-    pub async fn exchange(
+    /// One HTTP/1.1 exchange of a serialized request; see [`H1Conn::exchange`].
+    pub async fn exchange_h1(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+        max_body: u64,
+    ) -> Result<Response1, RequestError> {
+        match self {
+            Conn::H1(c) => c.exchange(request, head_request, max_body).await,
+            Conn::H1Tls(c) => c.exchange(request, head_request, max_body).await,
+            Conn::H2(_) => Err(RequestError::new(
+                ErrorKind::Protocol,
+                "an HTTP/1.1 request was sent on an HTTP/2 connection",
+            )),
+        }
+    }
+
+    /// Sends an HTTP/2 request and reads the whole response body, discarding it; returns the
+    /// status and the body's size. The body is drained frame by frame and never kept, so a
+    /// 100 MB answer costs no memory, only the `max_body` check.
+    pub async fn exchange_h2(
         &mut self,
         req: Request<ReqBody>,
         max_body: u64,
-    ) -> Result<(StatusCode, u64), RequestError> {
-        let resp = self.send(req).await?;
-        let status = resp.status();
+    ) -> Result<Response1, RequestError> {
+        let Conn::H2(s) = self else {
+            return Err(RequestError::new(
+                ErrorKind::Protocol,
+                "an HTTP/2 request was sent on an HTTP/1.1 connection",
+            ));
+        };
+        s.ready().await.map_err(hyper_error)?;
+        let resp = s.send_request(req).await.map_err(hyper_error)?;
+        let status = resp.status().as_u16();
         let mut body = resp.into_body();
         let mut n = 0u64;
         while let Some(frame) = body.frame().await {
@@ -300,20 +320,11 @@ impl Conn {
                 }
             }
         }
-        Ok((status, n))
-    }
-
-    async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<Incoming>, RequestError> {
-        match self {
-            Conn::H1(s) => {
-                s.ready().await.map_err(hyper_error)?;
-                s.send_request(req).await.map_err(hyper_error)
-            }
-            Conn::H2(s) => {
-                s.ready().await.map_err(hyper_error)?;
-                s.send_request(req).await.map_err(hyper_error)
-            }
-        }
+        Ok(Response1 {
+            status,
+            body_bytes: n,
+            reusable: true,
+        })
     }
 }
 

@@ -32,6 +32,9 @@ pub struct PreparedStep {
     accept: Option<Vec<u16>>,
     /// `scheme://authority`, for signing and HTTP/2 URIs.
     origin: String,
+    /// The whole HTTP/1.1 request, serialized once, when nothing in it varies.
+    h1_static: Option<Vec<u8>>,
+    pub is_head: bool,
 }
 
 #[derive(Debug)]
@@ -128,7 +131,7 @@ impl PreparedStep {
             token: Arc::from(s.auth_token.expose().as_bytes()),
             url: s.url.as_ref().map(|u| Template::compile(u, gens)),
         });
-        Ok(PreparedStep {
+        let mut step = PreparedStep {
             name,
             method,
             endpoint,
@@ -140,7 +143,47 @@ impl PreparedStep {
             signer,
             accept: cfg.expect_status.clone(),
             origin,
-        })
+            h1_static: None,
+            is_head: cfg.method.eq_ignore_ascii_case("HEAD"),
+        };
+        let fixed = matches!(step.target, StepTarget::Static { .. })
+            && matches!(step.body, BodyTemplate::Empty | BodyTemplate::Static(_))
+            && step.dyn_headers.is_empty()
+            && step.signer.is_none();
+        if fixed {
+            let mut out = Vec::new();
+            step.write_h1(&[], &mut Scratch::default(), &mut out)
+                .map_err(|e| e.message)?;
+            step.h1_static = Some(out);
+        }
+        Ok(step)
+    }
+
+    /// The serialized HTTP/1.1 request for one iteration's values: the ready bytes of a fixed
+    /// step (no work at all per request), or `out` filled anew.
+    pub fn h1_bytes<'a>(
+        &'a self,
+        values: &[String],
+        scratch: &mut Scratch,
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], RequestError> {
+        if let Some(b) = &self.h1_static {
+            return Ok(b);
+        }
+        self.write_h1(values, scratch, out)?;
+        Ok(out)
+    }
+
+    fn write_h1(
+        &self,
+        values: &[String],
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RequestError> {
+        let (uri, headers, body) = self.parts(false, values, scratch)?;
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        super::h1::serialize_request(out, &self.method, pq, &headers, &body);
+        Ok(())
     }
 
     /// Whether a status counts as success.
@@ -152,14 +195,28 @@ impl PreparedStep {
         }
     }
 
-    /// Builds this step's request for one iteration's values. A static step allocates only
-    /// the header map copy; everything else is a reference-count increment.
+    /// Builds this step's request for one iteration's values (HTTP/2, and the tests).
     pub fn build(
         &self,
         h2: bool,
         values: &[String],
         scratch: &mut Scratch,
     ) -> Result<Request<ReqBody>, RequestError> {
+        let (uri, headers, body) = self.parts(h2, values, scratch)?;
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = self.method.clone();
+        *req.headers_mut() = headers;
+        *req.uri_mut() = uri;
+        Ok(req)
+    }
+
+    /// The URI, headers and body of this step's request for one iteration's values.
+    fn parts(
+        &self,
+        h2: bool,
+        values: &[String],
+        scratch: &mut Scratch,
+    ) -> Result<(Uri, HeaderMap, Bytes), RequestError> {
         let uri = match &self.target {
             StepTarget::Static {
                 origin_form,
@@ -186,9 +243,7 @@ impl PreparedStep {
             }
         };
         let body: Bytes = self.body.render(values, &mut scratch.form);
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = self.method.clone();
-        *req.headers_mut() = if h2 {
+        let mut headers = if h2 {
             self.headers_h2.clone()
         } else {
             self.headers_h1.clone()
@@ -198,7 +253,7 @@ impl PreparedStep {
             let v = HeaderValue::try_from(v).map_err(|e| {
                 RequestError::new(ErrorKind::Protocol, format!("rendered header {name}: {e}"))
             })?;
-            req.headers_mut().insert(name.clone(), v);
+            headers.insert(name.clone(), v);
         }
         if let Some(signer) = &self.signer {
             let url = match &signer.url {
@@ -211,11 +266,10 @@ impl PreparedStep {
             let sig = twilio_signature(&signer.token, &url, &scratch.form);
             // Base64 is always a valid header value.
             if let Ok(v) = HeaderValue::from_str(&sig) {
-                req.headers_mut().insert(TWILIO_SIGNATURE_HEADER, v);
+                headers.insert(TWILIO_SIGNATURE_HEADER, v);
             }
         }
-        *req.uri_mut() = uri;
-        Ok(req)
+        Ok((uri, headers, body))
     }
 }
 

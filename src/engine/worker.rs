@@ -167,6 +167,8 @@ struct Vu {
     conns: Vec<Option<Conn>>,
     values: Vec<String>,
     scratch: Scratch,
+    /// Serialized HTTP/1.1 requests of steps that vary per iteration.
+    request: Vec<u8>,
 }
 
 /// Everything a worker owns. Single-threaded: `Cell`/`RefCell`, never locks.
@@ -217,7 +219,7 @@ impl Worker {
     }
 
     async fn connect(&self, ep: usize) -> Result<Conn, RequestError> {
-        if let Some(c) = self.h2.borrow().get(ep).and_then(|c| c.as_ref()) {
+        if let Some(c) = self.h2.borrow_mut().get_mut(ep).and_then(|c| c.as_mut()) {
             if c.is_usable() {
                 if let Some(shared) = c.share() {
                     return Ok(shared);
@@ -273,9 +275,8 @@ impl Worker {
                     self.note_error(e.kind, || e.message.clone());
                     (None, Some(e.kind))
                 }
-                Ok(Ok((status, n))) => {
+                Ok(Ok((code, n))) => {
                     bytes = n;
-                    let code = status.as_u16();
                     if step.accepts(code) {
                         (Some(code), None)
                     } else {
@@ -320,22 +321,33 @@ impl Worker {
     }
 
     /// One request-response exchange of step `i` on the user's connection.
-    async fn exchange(
-        &self,
-        vu: &mut Vu,
-        i: usize,
-    ) -> Result<(http::StatusCode, u64), RequestError> {
+    async fn exchange(&self, vu: &mut Vu, i: usize) -> Result<(u16, u64), RequestError> {
         let step = &self.spec.steps[i];
         let ep = step.endpoint;
         let mut conn = match vu.conns[ep].take() {
-            Some(c) if c.is_usable() => c,
-            _ => self.connect(ep).await?,
+            Some(mut c) => {
+                if c.is_usable() {
+                    c
+                } else {
+                    self.connect(ep).await?
+                }
+            }
+            None => self.connect(ep).await?,
         };
-        let req = step.build(conn.is_h2(), &vu.values, &mut vu.scratch)?;
-        let out = conn.exchange(req, self.spec.max_body).await?;
-        // Only a connection that finished its exchange cleanly goes back to the user.
-        vu.conns[ep] = Some(conn);
-        Ok(out)
+        let resp = if conn.is_h2() {
+            let req = step.build(true, &vu.values, &mut vu.scratch)?;
+            conn.exchange_h2(req, self.spec.max_body).await?
+        } else {
+            let bytes = step.h1_bytes(&vu.values, &mut vu.scratch, &mut vu.request)?;
+            conn.exchange_h1(bytes, step.is_head, self.spec.max_body)
+                .await?
+        };
+        // Only a connection that finished its exchange cleanly, and that the response allows
+        // to be reused, goes back to the user.
+        if resp.reusable {
+            vu.conns[ep] = Some(conn);
+        }
+        Ok((resp.status, resp.body_bytes))
     }
 
     fn finish_iteration(&self, r: &Result<(), ErrorKind>) {
