@@ -597,7 +597,8 @@ fn chunk_error(what: &str) -> RequestError {
     ))
 }
 
-fn too_large(max_body: u64) -> RequestError {
+/// The error of a body over the configured limit (shared with the HTTP/2 path).
+pub(crate) fn too_large(max_body: u64) -> RequestError {
     RequestError::new(
         ErrorKind::Body,
         format!("body larger than the {max_body}-byte limit (max_body_bytes)"),

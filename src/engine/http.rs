@@ -313,10 +313,7 @@ impl Conn {
             if let Some(d) = frame.data_ref() {
                 n += d.len() as u64;
                 if n > max_body {
-                    return Err(RequestError::new(
-                        ErrorKind::Body,
-                        format!("body larger than the {max_body}-byte limit (max_body_bytes)"),
-                    ));
+                    return Err(super::h1::too_large(max_body));
                 }
             }
         }
