@@ -57,5 +57,6 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         stats: None,
         thresholds: Vec::new(),
         notes: vec![why],
+        series: Vec::new(),
     }
 }
