@@ -63,6 +63,25 @@ fn shipped_configs_validate() {
 }
 
 #[test]
+fn the_demo_configuration_validates() {
+    let text = plimsoll::daemon::demo::DEMO_CONFIG
+        .replace("@BACKEND@", "http://127.0.0.1:8080")
+        .replace("@RESULTS@", "/tmp/plimsoll-demo-test");
+    let cfg =
+        plimsoll::config::load_str(&text, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.probe.len() >= 4);
+    // Every probe of the demo is scheduled, and every probe kind appears in it.
+    assert!(cfg.probe.iter().all(|p| p.schedule.is_some()));
+    for kind in plimsoll::probe::registry::KINDS {
+        assert!(
+            cfg.probe.iter().any(|p| p.kind == kind.name()),
+            "the demo has no {} probe",
+            kind.name()
+        );
+    }
+}
+
+#[test]
 fn syntax_errors_and_missing_files_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "bad.toml", "[[probe]]\nname = \"x\"\nkind =\n");

@@ -110,3 +110,65 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     text.parse::<cron::Schedule>()
         .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    fn problems(text: &str) -> Vec<String> {
+        match load_str(text, std::iter::empty()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_daemon_and_schedule_settings_are_named_by_path() {
+        let p = problems(
+            r#"
+[daemon]
+listen = "localhost"
+grace_period = "soon"
+[[probe]]
+name = "a"
+kind = "load"
+schedule = { cron = "*/5 * * * *" }
+[probe.load]
+concurrency = 1
+request = { url = "http://127.0.0.1:1/" }
+[[probe]]
+name = "b"
+kind = "load"
+schedule = { every = "1m", cron = "0 * * * * *" }
+[probe.load]
+concurrency = 1
+request = { url = "http://127.0.0.1:1/" }
+[[probe]]
+name = "c"
+kind = "load"
+schedule = { jitter = "1s" }
+[probe.load]
+concurrency = 1
+request = { url = "http://127.0.0.1:1/" }
+"#,
+        );
+        let all = p.join("\n");
+        for expected in [
+            "daemon.grace_period",
+            "probe[0].schedule.cron: \"*/5 * * * *\" has 5 fields; expected 6",
+            "probe[1].schedule: `every` and `cron` exclude each other",
+            "probe[2].schedule: missing: `every` (an interval) or `cron`",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn listen_must_be_an_address() {
+        let all = problems("[daemon]\nlisten = \"localhost\"\n").join("\n");
+        assert!(
+            all.contains("daemon.listen: \"localhost\" is not an IP:port address"),
+            "{all}"
+        );
+    }
+}

@@ -143,9 +143,15 @@ pub fn load_str(
                     config.report = r;
                 }
             }
+            "daemon" => {
+                if let Some(d) = typed(v, "daemon", &mut errors) {
+                    config.daemon = d;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
-                message: "unknown section, expected one of `target`, `probe`, `report`".into(),
+                message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`"
+                    .into(),
                 line: None,
             }),
         }

@@ -6,6 +6,7 @@
 //! latency buckets), never per request: the engine's hot path does not touch this module.
 
 mod histogram;
+mod quantiles;
 
 use std::sync::atomic::AtomicU64;
 
@@ -16,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use histogram::BucketHistogram;
+use quantiles::LastRunQuantiles;
 
 use crate::report::ProbeResult;
 use crate::verdict::Grade;
@@ -52,12 +54,6 @@ struct ErrorLabels {
     probe: String,
     endpoint: String,
     kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QuantileLabels {
-    probe: String,
-    quantile: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,7 +119,7 @@ pub struct Telemetry {
     request_duration: Family<RequestLabels, BucketHistogram>,
     requests: Family<RequestLabels, Counter>,
     request_errors: Family<ErrorLabels, Counter>,
-    latency: Family<QuantileLabels, GaugeF>,
+    latency: LastRunQuantiles,
     throughput: Family<ProbeLabels, GaugeF>,
     offered: Family<ProbeLabels, GaugeF>,
     error_ratio: Family<ProbeLabels, GaugeF>,
@@ -144,17 +140,6 @@ pub struct Telemetry {
     regression_shift: Family<MetricLabels, GaugeF>,
 }
 
-/// The quantiles of `plimsoll_latency_seconds` and where each comes from in the document.
-type Pick = fn(&crate::report::LatencySummary) -> f64;
-const QUANTILES: [(&str, Pick); 6] = [
-    ("0.5", |l| l.p50),
-    ("0.9", |l| l.p90),
-    ("0.95", |l| l.p95),
-    ("0.99", |l| l.p99),
-    ("0.999", |l| l.p999),
-    ("1", |l| l.max),
-];
-
 impl Default for Telemetry {
     fn default() -> Self {
         Self::new()
@@ -174,7 +159,7 @@ impl Telemetry {
             request_duration: Family::default(),
             requests: Family::default(),
             request_errors: Family::default(),
-            latency: Family::default(),
+            latency: LastRunQuantiles::default(),
             throughput: Family::default(),
             offered: Family::default(),
             error_ratio: Family::default(),
@@ -338,15 +323,20 @@ impl Telemetry {
                         .inc_by(*n);
                 }
             }
-            for (q, pick) in QUANTILES {
-                self.latency
-                    .get_or_create(&QuantileLabels {
-                        probe: r.probe.clone(),
-                        quantile: q.to_string(),
-                    })
-                    // Milliseconds with three decimals are whole microseconds: keep them exact.
-                    .set((pick(&stats.latency_ms) * 1000.0).round() / 1e6);
-            }
+            let l = &stats.latency_ms;
+            // Milliseconds with three decimals are whole microseconds: keep them exact.
+            let secs = |ms: f64| (ms * 1000.0).round() / 1e6;
+            self.latency.set(
+                &r.probe,
+                [
+                    secs(l.p50),
+                    secs(l.p90),
+                    secs(l.p95),
+                    secs(l.p99),
+                    secs(l.p999),
+                    secs(l.max),
+                ],
+            );
             self.throughput.get_or_create(&probe).set(stats.rps);
             match stats.offered_rps {
                 Some(o) => {
@@ -387,12 +377,7 @@ impl Telemetry {
         }
         self.probe_success.remove(&l);
         self.probe_grade.remove(&l);
-        for (q, _) in QUANTILES {
-            self.latency.remove(&QuantileLabels {
-                probe: probe.to_string(),
-                quantile: q.to_string(),
-            });
-        }
+        self.latency.remove(probe);
     }
 
     /// The exposition in the OpenMetrics text format (what Prometheus asks for first).
