@@ -319,6 +319,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         target_rps: None,
         thresholds: Default::default(),
         load: Some(load),
+        race: None,
     };
     let mut cfg = Config {
         target: vec![target],

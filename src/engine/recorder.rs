@@ -16,7 +16,7 @@ use super::http::ErrorKind;
 /// clamped to it and still counted.
 const MAX_MICROS: u64 = 3_600_000_000;
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Three significant digits: 20 ms is resolved to 20 µs.
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
 }
