@@ -12,7 +12,11 @@ use plimsoll::verdict::Grade;
 const VERIFY_QUERY: &str = "SELECT count(*) FROM vendor_routing_responses \
                             WHERE routing_id = $1 AND response = 'ACCEPTED'";
 
-fn order_race(backend: &str, route: &str, rounds: u32, db_url: &str) -> String {
+/// A race over the order API; `sizing` sets claimants and rounds, `db_url` adds verification.
+fn order_race(backend: &str, route: &str, sizing: &str, db_url: Option<&str>) -> String {
+    let verify = db_url.map_or(String::new(), |url| {
+        format!("[probe.race.verify]\ndatabase_url = \"{url}\"\nquery = \"{VERIFY_QUERY}\"\n")
+    });
     format!(
         r#"
 [[target]]
@@ -24,8 +28,7 @@ name = "vendor-race"
 kind = "race"
 target = "orders"
 [probe.race]
-claimants = 10
-rounds = {rounds}
+{sizing}
 timeout = "5s"
 [probe.race.setup]
 method = "POST"
@@ -34,10 +37,7 @@ url = "/orders"
 method = "POST"
 url = "/orders/{{{{id}}}}/{route}"
 json = {{ vendor = "v{{{{claimant}}}}" }}
-[probe.race.verify]
-database_url = "{db_url}"
-query = "{VERIFY_QUERY}"
-"#
+{verify}"#
     )
 }
 
@@ -69,7 +69,12 @@ fn accepted_per_order(db_url: &str) -> Vec<i64> {
 fn racy_route_double_acceptances_are_caught_and_the_database_agrees() {
     let pg = Postgres::start();
     let backend = Backend::start_with(&["--database-url", &pg.url]);
-    let r = run_toml(&order_race(&backend.url, "accept-racy", 200, &pg.url));
+    let r = run_toml(&order_race(
+        &backend.url,
+        "accept-racy",
+        "claimants = 10\nrounds = 200",
+        Some(&pg.url),
+    ));
     let race = race_of(&r);
     eprintln!("racy route: {}", serde_json::to_string(race).unwrap());
     assert_eq!(race.rounds, 200);
@@ -103,7 +108,12 @@ fn racy_route_double_acceptances_are_caught_and_the_database_agrees() {
 fn safe_route_has_exactly_one_winner_every_round() {
     let pg = Postgres::start();
     let backend = Backend::start_with(&["--database-url", &pg.url]);
-    let r = run_toml(&order_race(&backend.url, "accept", 500, &pg.url));
+    let r = run_toml(&order_race(
+        &backend.url,
+        "accept",
+        "claimants = 10\nrounds = 500",
+        Some(&pg.url),
+    ));
     let race = race_of(&r);
     eprintln!("safe route: {}", serde_json::to_string(race).unwrap());
     assert_eq!(race.rounds, 500);
@@ -157,22 +167,11 @@ url = "{}/delay?ms={{{{claimant}}}}000"
 #[test]
 fn without_a_database_the_order_api_says_so_and_no_round_runs() {
     let backend = Backend::start();
-    let r = run_toml(&format!(
-        r#"
-[[probe]]
-name = "no-db"
-kind = "race"
-[probe.race]
-level = "light"
-[probe.race.setup]
-method = "POST"
-url = "{0}/orders"
-[probe.race.claim]
-method = "POST"
-url = "{0}/orders/{{{{id}}}}/accept"
-json = {{ vendor = "v{{{{claimant}}}}" }}
-"#,
-        backend.url
+    let r = run_toml(&order_race(
+        &backend.url,
+        "accept",
+        r#"level = "light""#,
+        None,
     ));
     let race = race_of(&r);
     assert_eq!((race.rounds, race.setup_failures), (0, 20));

@@ -9,7 +9,7 @@
 //!
 //! What it must not do: allocate per request (the read buffer lives as long as the connection
 //! and grows only for an unusually large head, to at most 64 KiB), copy or keep body bytes
-//! unless the caller hands it a buffer for them ([`H1Conn::exchange_keeping`], for the few
+//! unless the caller hands it a buffer for them ([`H1Conn::exchange_into`], for the few
 //! probes that must read an answer, never the load hot path),
 //! impose a timeout of its own (the caller's deadline wraps [`H1Conn::exchange`]), or speak
 //! anything but plain one-request-at-a-time HTTP/1.1: no pipelining, upgrades or HTTP/2.
@@ -97,31 +97,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         head_request: bool,
         max_body: u64,
     ) -> Result<Response1, RequestError> {
-        self.exchange_inner(request, head_request, max_body, None)
+        self.exchange_into(request, head_request, max_body, None)
             .await
     }
 
-    /// Like [`exchange`](Self::exchange), but the body's bytes are appended to `body`
-    /// (cleared first): for a caller that must read the answer (a captured id, a JSON rule).
-    pub async fn exchange_keeping(
+    /// [`exchange`](Self::exchange), keeping the body's bytes in `keep` (cleared first) when
+    /// given: for a caller that must read the answer (a captured id, a JSON rule).
+    pub async fn exchange_into(
         &mut self,
         request: &[u8],
         head_request: bool,
         max_body: u64,
-        body: &mut Vec<u8>,
+        mut keep: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
-        body.clear();
-        self.exchange_inner(request, head_request, max_body, Some(body))
-            .await
-    }
-
-    async fn exchange_inner(
-        &mut self,
-        request: &[u8],
-        head_request: bool,
-        max_body: u64,
-        keep: Option<&mut Vec<u8>>,
-    ) -> Result<Response1, RequestError> {
+        if let Some(k) = keep.as_deref_mut() {
+            k.clear();
+        }
         self.reusable = false;
         self.start = 0;
         self.end = 0;

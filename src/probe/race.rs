@@ -229,10 +229,8 @@ async fn exchange(
     body: &mut Vec<u8>,
 ) -> Result<Response1, RequestError> {
     match req {
-        Outgoing::H1 { bytes, head } => {
-            conn.exchange_h1_keeping(&bytes, head, max_body, body).await
-        }
-        Outgoing::H2(r) => conn.exchange_h2_keeping(*r, max_body, body).await,
+        Outgoing::H1 { bytes, head } => conn.exchange_h1(&bytes, head, max_body, Some(body)).await,
+        Outgoing::H2(r) => conn.exchange_h2(*r, max_body, Some(body)).await,
     }
 }
 
