@@ -1,6 +1,11 @@
 //! Tests of the race probe's judgement: claims, rounds and grades, without a network.
 
+use std::time::{Duration, Instant};
+
+use super::tally::Tally;
 use super::*;
+use crate::report::{LatencySummary, RaceStats};
+use crate::verdict::{Grade, ThresholdsConfig};
 
 fn rule(win: Option<Vec<u16>>, pointer: Option<(&str, serde_json::Value)>) -> WinRule {
     WinRule {

@@ -14,30 +14,28 @@
 //! its handshake would lose for a reason that is not the target's), count a claimant that got
 //! no answer as a loser, or emit metrics itself (telemetry reads the result's `race` block).
 
+mod tally;
+mod wire;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use hdrhistogram::Histogram;
-use http::Request;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{failed_result, require_absolute_url, ProbeKind, RunContext};
 use crate::config::{
     Config, ProbeConfig, Problems, RaceConfig, TargetConfig, VerifyConfig, CLAIMANT_VAR, ID_VAR,
 };
-use crate::engine::h1::Response1;
-use crate::engine::http::{Conn, Endpoint, ReqBody};
-use crate::engine::recorder::new_histogram;
+use crate::engine::http::{Conn, Endpoint};
 use crate::engine::step::Scratch;
 use crate::engine::template::GeneratorConfig;
 use crate::engine::{ErrorKind, Generators, PreparedStep, RequestError};
-use crate::report::{rfc3339, round3, LatencySummary, ProbeResult, RaceRound, RaceStats, SCHEMA};
-use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
+use crate::report::ProbeResult;
+pub use tally::grade;
+use tally::{grade_tally, record_micros, Tally};
+use wire::{claim_once, exchange, join_all, prepare, ready_conn, timed_out};
 
 /// Rounds kept in `suspect_rounds`: enough to start an investigation, bounded in size.
 const MAX_SUSPECT_ROUNDS: usize = 10;
@@ -195,142 +193,6 @@ fn capture_id(body: &[u8], pointer: &str) -> Result<CapturedId, String> {
         )),
         None => Err(format!("the setup answer has no {pointer:?}")),
     }
-}
-
-/// A request ready to write: serialized for HTTP/1.1, built for HTTP/2.
-enum Outgoing {
-    H1 { bytes: Vec<u8>, head: bool },
-    H2(Box<Request<ReqBody>>),
-}
-
-fn prepare(
-    step: &PreparedStep,
-    h2: bool,
-    values: &[String],
-    scratch: &mut Scratch,
-) -> Result<Outgoing, RequestError> {
-    if h2 {
-        return step
-            .build(true, values, scratch)
-            .map(|r| Outgoing::H2(Box::new(r)));
-    }
-    let mut out = Vec::new();
-    let bytes = step.h1_bytes(values, scratch, &mut out)?.to_vec();
-    Ok(Outgoing::H1 {
-        bytes,
-        head: step.is_head,
-    })
-}
-
-async fn exchange(
-    conn: &mut Conn,
-    req: Outgoing,
-    max_body: u64,
-    body: &mut Vec<u8>,
-) -> Result<Response1, RequestError> {
-    match req {
-        Outgoing::H1 { bytes, head } => conn.exchange_h1(&bytes, head, max_body, Some(body)).await,
-        Outgoing::H2(r) => conn.exchange_h2(*r, max_body, Some(body)).await,
-    }
-}
-
-fn timed_out(timeout: Duration) -> RequestError {
-    RequestError::new(
-        ErrorKind::Timeout,
-        format!(
-            "no complete answer within {}",
-            humantime::format_duration(timeout)
-        ),
-    )
-}
-
-/// A kept connection if it can still carry a request, else a new one, by `deadline`.
-async fn ready_conn(
-    slot: Option<Conn>,
-    endpoint: &Endpoint,
-    addrs: &[SocketAddr],
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-) -> Result<Conn, RequestError> {
-    if let Some(mut c) = slot {
-        if c.is_usable() {
-            return Ok(c);
-        }
-    }
-    match tokio::time::timeout_at(deadline, endpoint.connect(addrs)).await {
-        Ok(r) => r,
-        Err(_) => Err(RequestError::new(
-            ErrorKind::Connect,
-            format!("connect: {}", timed_out(timeout).message),
-        )),
-    }
-}
-
-/// One claim after the release.
-struct ClaimDone {
-    claimant: usize,
-    sent: Instant,
-    answered: Instant,
-    result: Result<(Response1, Vec<u8>), RequestError>,
-    conn: Option<Conn>,
-}
-
-async fn claim_once(
-    claimant: usize,
-    mut conn: Conn,
-    req: Outgoing,
-    max_body: u64,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-) -> ClaimDone {
-    let sent = Instant::now();
-    let mut body = Vec::new();
-    let result = match tokio::time::timeout_at(
-        deadline,
-        exchange(&mut conn, req, max_body, &mut body),
-    )
-    .await
-    {
-        Ok(Ok(r)) => Ok((r, body)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(timed_out(timeout)),
-    };
-    // A connection is kept for the next round only after a clean, reusable exchange; one cut
-    // off by the timeout is in an unknown state.
-    let keep = matches!(&result, Ok((r, _)) if r.reusable);
-    ClaimDone {
-        claimant,
-        sent,
-        answered: Instant::now(),
-        result,
-        conn: keep.then_some(conn),
-    }
-}
-
-/// Polls every future from the calling task until all are done, in order on each wake-up:
-/// the first pass starts them one right after the other, which is what releases the claims
-/// together. (O(n²) polls at worst, for n ≤ 100.)
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// A race ready to run.
@@ -578,10 +440,6 @@ impl RacePlan {
     }
 }
 
-fn record_micros(h: &mut Histogram<u64>, d: Duration) {
-    h.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-}
-
 async fn connect_pool(v: &VerifyConfig) -> Result<PgPool, String> {
     // One connection: the query runs between rounds, never concurrently with itself.
     PgPoolOptions::new()
@@ -605,172 +463,5 @@ async fn count_accepted(pool: &PgPool, v: &VerifyConfig, id: &CapturedId) -> Res
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// What the rounds measured, accumulated as they end.
-struct Tally {
-    stats: RaceStats,
-    verify: bool,
-    verify_errors: u64,
-    verify_mismatches: u64,
-    setup_failures: u64,
-    spread: Histogram<u64>,
-    race_time: Histogram<u64>,
-    stopped_early: bool,
-}
-
-impl Tally {
-    fn new(claimants: usize, verify: bool) -> Self {
-        Tally {
-            stats: RaceStats {
-                claimants: claimants as u32,
-                ..RaceStats::default()
-            },
-            verify,
-            verify_errors: 0,
-            verify_mismatches: 0,
-            setup_failures: 0,
-            spread: new_histogram(),
-            race_time: new_histogram(),
-            stopped_early: false,
-        }
-    }
-
-    fn sample(&mut self, kind: ErrorKind, message: String) {
-        self.stats
-            .error_samples
-            .entry(kind.as_str().to_string())
-            .or_insert(message);
-    }
-
-    fn claim(&mut self, claim: Claim, message: Option<String>) {
-        *self
-            .stats
-            .claims_by_outcome
-            .entry(claim.name().to_string())
-            .or_insert(0) += 1;
-        if let (Claim::Failed(kind), Some(m)) = (claim, message) {
-            self.sample(kind, m);
-        }
-    }
-
-    fn round(&mut self, round: u64, id: Option<String>, api: u64, db: Option<u64>) {
-        let s = &mut self.stats;
-        s.rounds += 1;
-        let outcome = round_outcome(api, db);
-        match outcome {
-            RoundOutcome::SingleWinner => s.single_winner += 1,
-            RoundOutcome::MultipleWinners => s.multiple_winners += 1,
-            RoundOutcome::NoWinner => s.no_winner += 1,
-        }
-        let mismatch = db.is_some_and(|d| d != api);
-        if mismatch {
-            self.verify_mismatches += 1;
-        }
-        if (outcome == RoundOutcome::MultipleWinners || mismatch)
-            && s.suspect_rounds.len() < MAX_SUSPECT_ROUNDS
-        {
-            s.suspect_rounds.push(RaceRound {
-                round,
-                id,
-                api_winners: api,
-                db_winners: db,
-            });
-        }
-    }
-
-    fn finish(mut self) -> RaceStats {
-        let s = &mut self.stats;
-        let ratio = |n: u64| {
-            if s.rounds > 0 {
-                n as f64 / s.rounds as f64
-            } else {
-                0.0
-            }
-        };
-        s.win_rate = ratio(s.single_winner);
-        s.race_rate = ratio(s.multiple_winners);
-        s.race_time_ms = LatencySummary::from_micros(&self.race_time);
-        s.send_spread_ms = LatencySummary::from_micros(&self.spread);
-        s.setup_failures = self.setup_failures;
-        if self.verify {
-            s.verify_mismatches = Some(self.verify_mismatches);
-            s.verify_errors = Some(self.verify_errors);
-        }
-        self.stats
-    }
-}
-
-fn grade_tally(
-    probe: &ProbeConfig,
-    tally: Tally,
-    started: SystemTime,
-    took: Duration,
-) -> ProbeResult {
-    let stopped_early = tally.stopped_early;
-    let stats = tally.finish();
-    let verdict = grade(&probe.thresholds, &stats);
-    let mut notes: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
-    if stopped_early {
-        notes.push("stopped before the last round".into());
-    }
-    ProbeResult {
-        schema: SCHEMA.to_string(),
-        probe: probe.name.clone(),
-        kind: probe.kind.clone(),
-        started_at: rfc3339(started),
-        duration_s: round3(took.as_secs_f64()),
-        grade: verdict.grade(),
-        stats: None,
-        race: Some(stats),
-        thresholds: verdict.results,
-        notes,
-    }
-}
-
-/// Grades a race against the probe's thresholds and seed 000's defaults.
-pub fn grade(t: &ThresholdsConfig, s: &RaceStats) -> Verdict {
-    let mut v = Verdict::default();
-    if s.rounds == 0 {
-        v.force(
-            Grade::Critical,
-            "no round ran (every setup request failed?)",
-        );
-        return v;
-    }
-    let rate = |n: u64| n as f64 / s.rounds as f64;
-    v.higher_better(
-        "win_rate",
-        s.win_rate,
-        t.win_rate.unwrap_or(verdict::DEFAULT_WIN_RATE),
-    );
-    v.lower_better(
-        "race_rate",
-        s.race_rate,
-        t.race_rate.unwrap_or(verdict::DEFAULT_RACE_RATE),
-    );
-    v.lower_better(
-        "race_time_p99_ms",
-        s.race_time_ms.p99,
-        t.race_time_p99_ms
-            .unwrap_or(verdict::DEFAULT_RACE_TIME_P99_MS),
-    );
-    if let Some(m) = s.verify_mismatches {
-        v.lower_better(
-            "verify_mismatch_rate",
-            rate(m),
-            t.verify_mismatch_rate.unwrap_or(verdict::DEFAULT_RACE_RATE),
-        );
-    }
-    if s.setup_failures > 0 {
-        let all = s.rounds + s.setup_failures;
-        v.lower_better(
-            "setup_error_rate",
-            s.setup_failures as f64 / all as f64,
-            t.error_rate.unwrap_or(verdict::DEFAULT_ERROR_RATE),
-        );
-    }
-    v
-}
-
 #[cfg(test)]
-#[path = "race_tests.rs"]
 mod tests;
