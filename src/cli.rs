@@ -40,6 +40,27 @@ pub enum Command {
     Load(LoadArgs),
     /// Check a configuration and say exactly what is wrong.
     Validate(ValidateArgs),
+    /// The daemon: run the probes on their schedules and serve /metrics.
+    Run(RunArgs),
+    /// Start the sample backend and the daemon on embedded defaults, on loopback.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); SIGHUP reads it again.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Address of the HTTP endpoints, replacing `daemon.listen`.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the daemon's HTTP endpoints.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -122,7 +143,28 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Once(a) => once(a),
         Command::Load(a) => load(a),
         Command::Validate(a) => validate(a),
+        Command::Run(a) => run_daemon(a),
+        Command::Demo(a) => crate::daemon::demo::run(a.listen),
     }
+}
+
+fn run_daemon(a: RunArgs) -> i32 {
+    let cfg = match config::load_file(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            print_config_errors(&a.config, &e);
+            return EXIT_USAGE;
+        }
+    };
+    crate::daemon::init_logging();
+    crate::daemon::run(
+        cfg,
+        crate::daemon::Options {
+            config_path: Some(a.config),
+            listen: a.listen,
+            on_ready: None,
+        },
+    )
 }
 
 fn print_config_errors(file: &std::path::Path, e: &config::ConfigErrors) {
@@ -318,6 +360,8 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         target: Some("cli".into()),
         target_rps: None,
         thresholds: Default::default(),
+        schedule: None,
+        share_target: false,
         load: Some(load),
         race: None,
     };
@@ -325,6 +369,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         target: vec![target],
         probe: vec![probe],
         report: config::ReportConfig { dir: String::new() },
+        daemon: Default::default(),
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();

@@ -10,13 +10,18 @@
 //!   latency recording in per-worker HDR histograms.
 //! - [`verdict`] turns measured numbers into grades with the seed documents' thresholds.
 //! - [`report`] writes the JSON result document and the terminal summary.
+//! - [`telemetry`] names and emits every metric (Prometheus exposition).
+//! - [`daemon`] schedules probes, serves `/metrics` and the status endpoints, and handles
+//!   signals and the service lifecycle (`plimsoll run`, `plimsoll demo`).
 //!
 //! The binary (`src/main.rs`) only parses the command line and maps outcomes to exit codes;
 //! the commands themselves live in [`cli`].
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod probe;
 pub mod report;
+pub mod telemetry;
 pub mod verdict;

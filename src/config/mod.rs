@@ -5,6 +5,7 @@
 //! value (`probe[2].load.phases[0].rate: must be greater than 0`). This module must not start
 //! anything: it only reads, checks and describes.
 
+mod daemon;
 mod duration;
 mod load;
 mod race;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
@@ -33,6 +35,9 @@ pub struct Config {
     /// Where and how result documents are written.
     #[serde(default)]
     pub report: ReportConfig,
+    /// The daemon's endpoints and lifecycle (`plimsoll run`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
 }
 
 /// A system under test.
@@ -130,6 +135,15 @@ pub struct ProbeConfig {
     /// Grade thresholds that replace the defaults for this probe.
     #[serde(default)]
     pub thresholds: crate::verdict::ThresholdsConfig,
+    /// When the daemon runs this probe. Without it the daemon lists the probe but never
+    /// runs it (`plimsoll once` still can).
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+    /// Let this probe run while another load probe works the same target. By default the
+    /// daemon runs the load probes of one target one at a time, so that they do not distort
+    /// each other's numbers or add up to more load than intended.
+    #[serde(default = "default_false")]
+    pub share_target: bool,
     /// Settings of the `load` kind.
     #[serde(default)]
     pub load: Option<LoadConfig>,
@@ -294,6 +308,7 @@ impl Problems {
 impl Config {
     /// Checks everything that types alone cannot, resolving secrets on the way.
     pub fn validate(&mut self, problems: &mut Problems) {
+        self.daemon.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");
@@ -345,6 +360,9 @@ impl Config {
             }
             p.thresholds
                 .validate(&format!("{path}.thresholds"), problems);
+            if let Some(s) = &p.schedule {
+                s.validate(&format!("{path}.schedule"), problems);
+            }
             crate::probe::registry::validate(p, &path, problems);
         }
     }

@@ -131,6 +131,8 @@ pub struct LoadOutcome {
     /// Planned iterations and rate (open model).
     pub planned: Option<(u64, f64)>,
     pub step_names: Vec<String>,
+    /// The HTTP method of each step, in the same order.
+    pub step_methods: Vec<String>,
     /// The run was stopped before its plan ended.
     pub stopped_early: bool,
 }

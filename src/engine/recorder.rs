@@ -16,6 +16,49 @@ use super::http::ErrorKind;
 /// clamped to it and still counted.
 const MAX_MICROS: u64 = 3_600_000_000;
 
+/// Upper bounds, in seconds, of the classic histogram buckets kept beside the HDR histograms
+/// for the Prometheus exporter (`plimsoll_http_request_duration_seconds`). Fixed, so that
+/// series from different runs and replicas add up.
+pub const REQUEST_BUCKETS_SECONDS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BUCKET_BOUNDS_MICROS: [u64; 14] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
+];
+
+/// Classic (Prometheus-style) bucket counts of one step and status class: one count per
+/// bound of [`REQUEST_BUCKETS_SECONDS`] plus the overflow bucket, not cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClassicBuckets {
+    pub counts: [u64; REQUEST_BUCKETS_SECONDS.len() + 1],
+    pub sum_micros: u64,
+}
+
+impl ClassicBuckets {
+    #[inline]
+    fn record(&mut self, us: u64) {
+        // A short linear scan: most requests land in the first few buckets.
+        let i = BUCKET_BOUNDS_MICROS
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKET_BOUNDS_MICROS.len());
+        self.counts[i] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(us);
+    }
+
+    pub fn merge(&mut self, o: &ClassicBuckets) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(o.sum_micros);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // Three significant digits: 20 ms is resolved to 20 µs.
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
@@ -33,6 +76,8 @@ pub struct StepRecord {
     pub status_classes: [u64; 6],
     pub errors: [u64; ErrorKind::ALL.len()],
     pub bytes: u64,
+    /// Latency in classic buckets, by status class (same indexes as `status_classes`).
+    pub classic: [ClassicBuckets; 6],
 }
 
 impl StepRecord {
@@ -44,6 +89,7 @@ impl StepRecord {
             status_classes: [0; 6],
             errors: [0; ErrorKind::ALL.len()],
             bytes: 0,
+            classic: [ClassicBuckets::default(); 6],
         }
     }
 
@@ -59,6 +105,9 @@ impl StepRecord {
             *a += b;
         }
         self.bytes += o.bytes;
+        for (a, b) in self.classic.iter_mut().zip(&o.classic) {
+            a.merge(b);
+        }
     }
 
     pub fn error_count(&self) -> u64 {
@@ -106,12 +155,14 @@ impl Recorder {
         bytes: u64,
     ) {
         let s = &mut self.steps[step];
-        s.latency.saturating_record(micros(latency));
+        let latency_us = micros(latency);
+        s.latency.saturating_record(latency_us);
         s.service.saturating_record(micros(service));
         s.requests += 1;
         s.bytes += bytes;
         let class = status.map(|c| usize::from(c / 100).min(5)).unwrap_or(0);
         s.status_classes[class] += 1;
+        s.classic[class].record(latency_us);
         if let Some((kind, msg)) = error {
             s.errors[kind.index()] += 1;
             let slot = &mut self.error_samples[kind.index()];
@@ -244,5 +295,12 @@ mod tests {
         assert!((p50 - 51.0).abs() < 0.1, "{p50}");
         assert_eq!(a.steps[0].status_classes[2], 100);
         assert_eq!(a.steps[0].status_classes[0], 1);
+        // Classic buckets: 1..=100 ms land at or under the 0.1 s bound, 2 s under 2.5 s.
+        let ok = &a.steps[0].classic[2];
+        assert_eq!(ok.count(), 100);
+        assert_eq!(ok.counts[0], 1); // 1 ms <= 0.001 s
+        assert_eq!(ok.counts[..=6].iter().sum::<u64>(), 100);
+        assert_eq!(a.steps[0].classic[0].counts[10], 1); // 2 s: (1, 2.5] s
+        assert_eq!(ok.sum_micros, (1..=100).map(|m| m * 1000).sum::<u64>());
     }
 }

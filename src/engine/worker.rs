@@ -119,6 +119,7 @@ pub(super) fn run(
         elapsed,
         planned: spec.planned(),
         step_names: spec.steps.iter().map(|s| s.name.clone()).collect(),
+        step_methods: spec.steps.iter().map(|s| s.method.to_string()).collect(),
         stopped_early: stop.load(Ordering::Relaxed),
     })
 }

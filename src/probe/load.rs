@@ -8,7 +8,8 @@ use super::{failed_result, ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
 use crate::report::{
-    rfc3339, round3, EndpointStats, IterationStats, LatencySummary, ProbeResult, Stats, SCHEMA,
+    rfc3339, round3, status_class_label, EndpointStats, IterationStats, LatencySummary,
+    ProbeResult, RequestSeries, Stats, SCHEMA,
 };
 use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
 
@@ -79,7 +80,39 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         race: None,
         thresholds: verdict.results,
         notes,
+        series: series_of(o),
     }
+}
+
+/// The classic-bucket series of every step and status class that saw a request.
+fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
+    let mut out = Vec::new();
+    for ((name, method), s) in o
+        .step_names
+        .iter()
+        .zip(&o.step_methods)
+        .zip(&o.recorder.steps)
+    {
+        for (i, b) in s.classic.iter().enumerate() {
+            if b.count() == 0 {
+                continue;
+            }
+            let class = status_class_label(i);
+            // Two steps may share a name and method; their buckets then add up.
+            match out.iter_mut().find(|r: &&mut RequestSeries| {
+                r.endpoint == *name && r.method == *method && r.status_class == class
+            }) {
+                Some(r) => r.buckets.merge(b),
+                None => out.push(RequestSeries {
+                    endpoint: name.clone(),
+                    method: method.clone(),
+                    status_class: class,
+                    buckets: *b,
+                }),
+            }
+        }
+    }
+    out
 }
 
 fn kinds_map(counts: &[u64]) -> BTreeMap<String, u64> {
@@ -101,12 +134,9 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     for s in &rec.steps {
         for (i, n) in s.status_classes.iter().enumerate() {
             if *n > 0 {
-                let key = if i == 0 {
-                    "none".to_string()
-                } else {
-                    format!("{i}xx")
-                };
-                *status_classes.entry(key).or_insert(0) += n;
+                *status_classes
+                    .entry(status_class_label(i).to_string())
+                    .or_insert(0) += n;
             }
         }
     }

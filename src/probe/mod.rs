@@ -59,6 +59,7 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         race: None,
         thresholds: Vec::new(),
         notes: vec![why],
+        series: Vec::new(),
     }
 }
 

@@ -37,6 +37,27 @@ pub struct ProbeResult {
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Per-request latency buckets for the metrics exporter. Not part of the document: the
+    /// document keeps exact percentiles, the exporter needs mergeable buckets.
+    #[serde(skip)]
+    pub series: Vec<RequestSeries>,
+}
+
+/// Requests of one step and status class, in the classic buckets of
+/// [`crate::engine::recorder::REQUEST_BUCKETS_SECONDS`].
+#[derive(Debug, Clone)]
+pub struct RequestSeries {
+    /// The step's name (`endpoint` label).
+    pub endpoint: String,
+    pub method: String,
+    /// `1xx` … `5xx`, or `none` for requests that got no response.
+    pub status_class: &'static str,
+    pub buckets: crate::engine::recorder::ClassicBuckets,
+}
+
+/// The `status_class` label of index `i` of a step's status-class counters.
+pub fn status_class_label(i: usize) -> &'static str {
+    ["none", "1xx", "2xx", "3xx", "4xx", "5xx"][i.min(5)]
 }
 
 /// Request statistics of a load-generating run.

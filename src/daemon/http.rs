@@ -1,0 +1,226 @@
+//! The daemon's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/api/v1/probes` and a
+//! plain status page at `/`.
+//!
+//! `/healthz` answers whether this process and its scheduler loop are alive; it never looks at
+//! targets or dependencies, so a target outage cannot get the daemon restarted.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::Shared;
+
+/// The scheduler loop goes round at least once a second; this much silence means it is stuck.
+const HEARTBEAT_LIMIT: Duration = Duration::from_secs(15);
+
+/// Accepts connections until the process exits.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&req, &shared)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!("endpoint connection ended: {e}");
+            }
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(body.into()))
+        .expect("static headers are valid")
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+fn route(req: &Request<Incoming>, shared: &Shared) -> Reply {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/healthz" => {
+            let age = shared.heartbeat_age();
+            if age <= HEARTBEAT_LIMIT {
+                text(StatusCode::OK, "ok\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("scheduler loop silent for {:.1} s\n", age.as_secs_f64()),
+                )
+            }
+        }
+        "/readyz" => {
+            if shared.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        path @ ("/metrics" | "/api/v1/probes" | "/") => {
+            if let Some(denied) = check_token(req, shared) {
+                return denied;
+            }
+            match path {
+                "/metrics" => {
+                    // Prometheus asks for OpenMetrics first; everything else gets the classic
+                    // text format.
+                    let wants_om = req
+                        .headers()
+                        .get_all(header::ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.contains("application/openmetrics-text"));
+                    if wants_om {
+                        reply(
+                            StatusCode::OK,
+                            crate::telemetry::OPENMETRICS_CONTENT_TYPE,
+                            shared.telemetry.encode_openmetrics(),
+                        )
+                    } else {
+                        reply(
+                            StatusCode::OK,
+                            crate::telemetry::TEXT_CONTENT_TYPE,
+                            shared.telemetry.encode_text(),
+                        )
+                    }
+                }
+                "/api/v1/probes" => {
+                    let body = serde_json::json!({ "probes": shared.probes() });
+                    reply(StatusCode::OK, "application/json", body.to_string())
+                }
+                _ => reply(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    status_page(shared),
+                ),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn check_token(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
+    let want = shared.token()?;
+    let got = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if got.is_some_and(|g| constant_time_eq(g.as_bytes(), want.as_bytes())) {
+        return None;
+    }
+    let mut r = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    Some(r)
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn status_page(shared: &Shared) -> String {
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Plimsoll</title>\
+         <style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em .8em;text-align:left}\
+         .excellent,.good{color:#1a7f37}.warning{color:#9a6700}.critical{color:#cf222e}</style>\
+         </head><body><h1>Plimsoll</h1>\
+         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/probes\">/api/v1/probes</a> · \
+         <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
+         <table><tr><th>probe</th><th>kind</th><th>target</th><th>schedule</th><th>last grade</th>\
+         <th>p99 ms</th><th>rps</th><th>errors</th><th>last run</th><th>next run</th></tr>",
+    );
+    for p in shared.probes() {
+        let (grade, p99, rps, errors, started) = match &p.last {
+            Some(r) => {
+                let s = r.stats.as_ref();
+                (
+                    r.grade.as_str().to_string(),
+                    s.map(|s| format!("{:.1}", s.latency_ms.p99))
+                        .unwrap_or_default(),
+                    s.map(|s| format!("{:.1}", s.rps)).unwrap_or_default(),
+                    s.map(|s| s.errors.to_string()).unwrap_or_default(),
+                    r.started_at.clone(),
+                )
+            }
+            None if p.running => (
+                "running".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            None => (
+                "not run yet".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.name),
+            escape(&p.kind),
+            escape(p.target.as_deref().unwrap_or("")),
+            escape(&p.schedule),
+            escape(&grade),
+            escape(&grade),
+            p99,
+            rps,
+            errors,
+            escape(&started),
+            escape(p.next_run.as_deref().unwrap_or("never")),
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}

@@ -1,0 +1,276 @@
+//! The daemon (`plimsoll run`): the scheduler, the HTTP endpoints, signals and the service
+//! lifecycle, on one small current-thread runtime. Probe runs themselves go on blocking
+//! threads (the load engine brings its own runtimes), so nothing here waits on a target.
+//!
+//! There is one shutdown path: SIGTERM or SIGINT → stop scheduling → running probes get the
+//! grace period → they are stopped and return what they measured → results are recorded →
+//! exit 0. A probe that fails is data; nothing a target does can stop the daemon.
+
+pub mod demo;
+mod http;
+pub mod notify;
+pub mod schedule;
+mod scheduler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::report::ProbeResult;
+use crate::telemetry::Telemetry;
+use scheduler::Control;
+
+/// Exit code when the daemon cannot start (listener not bound, runtime not built).
+pub const EXIT_START_FAILED: i32 = 1;
+
+/// What the endpoints read and the scheduler writes. Owned by an `Arc` that the scheduler
+/// task, the HTTP server and the signal loop each hold until the process exits.
+pub struct Shared {
+    pub telemetry: Telemetry,
+    /// One entry per configured probe, in configuration order.
+    board: Mutex<Vec<ProbeStatus>>,
+    /// Unix milliseconds of the scheduler loop's last pass.
+    heartbeat_ms: AtomicU64,
+    /// The configuration is loaded and the listeners are bound; false again once stopping.
+    ready: AtomicBool,
+    /// Bearer token the listing endpoints require.
+    token: Mutex<Option<String>>,
+}
+
+/// A probe as `/api/v1/probes` and the status page show it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeStatus {
+    pub name: String,
+    pub kind: String,
+    pub target: Option<String>,
+    pub schedule: String,
+    /// RFC 3339 time of the next planned start (tick plus jitter).
+    pub next_run: Option<String>,
+    pub running: bool,
+    pub runs: u64,
+    pub skipped: u64,
+    /// How late the last run started behind its planned time.
+    pub last_start_delay_ms: Option<f64>,
+    /// The last run's result document.
+    pub last: Option<ProbeResult>,
+}
+
+impl Shared {
+    fn new(config: &Config) -> Self {
+        Shared {
+            telemetry: Telemetry::new(),
+            board: Mutex::new(Vec::new()),
+            heartbeat_ms: AtomicU64::new(unix_ms()),
+            ready: AtomicBool::new(false),
+            token: Mutex::new(token_of(config)),
+        }
+    }
+
+    fn beat(&self) {
+        self.heartbeat_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Time since the scheduler loop last went round.
+    pub fn heartbeat_age(&self) -> Duration {
+        Duration::from_millis(unix_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn probes(&self) -> Vec<ProbeStatus> {
+        self.board.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, probe: &str, f: impl FnOnce(&mut ProbeStatus)) {
+        let mut b = self.board.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = b.iter_mut().find(|s| s.name == probe) {
+            f(s);
+        }
+    }
+
+    /// Installs a new probe list, keeping the history of probes that stay.
+    fn replace_probes(&self, mut new: Vec<ProbeStatus>) {
+        let mut b = self.board.lock().unwrap_or_else(|e| e.into_inner());
+        for n in new.iter_mut() {
+            if let Some(old) = b.iter_mut().find(|o| o.name == n.name) {
+                n.runs = old.runs;
+                n.skipped = old.skipped;
+                n.running = old.running;
+                n.last_start_delay_ms = old.last_start_delay_ms;
+                n.last = old.last.take();
+            }
+        }
+        *b = new;
+    }
+}
+
+fn token_of(config: &Config) -> Option<String> {
+    config
+        .daemon
+        .bearer_token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sends daemon logs to stderr; `PLIMSOLL_LOG` picks the level (error, warn, info, debug).
+pub fn init_logging() {
+    let level = match std::env::var("PLIMSOLL_LOG").as_deref() {
+        Ok("error") => tracing::Level::ERROR,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// How the daemon was started.
+pub struct Options {
+    /// The file to read again on SIGHUP; `None` (the demo) means there is nothing to reload.
+    pub config_path: Option<PathBuf>,
+    /// Replaces `daemon.listen`.
+    pub listen: Option<SocketAddr>,
+    /// Called once the endpoints are bound, with their address (the demo prints its URLs).
+    pub on_ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns the process exit code.
+pub fn run(config: Config, opts: Options) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return EXIT_START_FAILED;
+        }
+    };
+    rt.block_on(serve(config, opts))
+}
+
+async fn serve(config: Config, mut opts: Options) -> i32 {
+    let addr: SocketAddr = match opts.listen {
+        Some(a) => a,
+        // Validation has checked the address.
+        None => match config.daemon.listen.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::error!(
+                    "daemon.listen: {:?} is not an address",
+                    config.daemon.listen
+                );
+                return crate::cli::EXIT_USAGE;
+            }
+        },
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {addr}: {e}");
+            return EXIT_START_FAILED;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    let shared = Arc::new(Shared::new(&config));
+    let listen_text = config.daemon.listen.clone();
+    let (control_tx, control_rx) = mpsc::channel::<Control>(4);
+    let scheduler = tokio::spawn(scheduler::run(config, shared.clone(), control_rx));
+    tokio::spawn(http::serve(listener, shared.clone()));
+    shared.ready.store(true, Ordering::Relaxed);
+    tracing::info!("listening on http://{bound}");
+    notify::notify("READY=1");
+    if let Some(f) = opts.on_ready.take() {
+        f(bound);
+    }
+
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            tracing::error!("cannot install signal handlers");
+            return EXIT_START_FAILED;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                let Some(path) = opts.config_path.clone() else {
+                    tracing::warn!("SIGHUP: no configuration file to reload");
+                    continue;
+                };
+                notify::notify("RELOADING=1");
+                match tokio::task::spawn_blocking(move || crate::config::load_file(&path)).await {
+                    Ok(Ok(new)) => {
+                        if new.daemon.listen != listen_text {
+                            tracing::warn!("daemon.listen changed; the new address takes effect after a restart");
+                        }
+                        *shared.token.lock().unwrap_or_else(|e| e.into_inner()) = token_of(&new);
+                        let _ = control_tx.send(Control::Reload(Box::new(new))).await;
+                    }
+                    Ok(Err(errors)) => {
+                        tracing::error!("SIGHUP: the new configuration is invalid; keeping the running one");
+                        for e in &errors.0 {
+                            tracing::error!("  {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+                }
+                notify::notify("READY=1");
+            }
+            _ = scheduler_died(&scheduler) => {
+                tracing::error!("the scheduler stopped unexpectedly");
+                break;
+            }
+        }
+    }
+    shared.ready.store(false, Ordering::Relaxed);
+    notify::notify("STOPPING=1");
+    let _ = control_tx.send(Control::Shutdown).await;
+    let mut scheduler = scheduler;
+    // A second SIGTERM/SIGINT while draining means "now": stop waiting for the grace period.
+    tokio::select! {
+        _ = &mut scheduler => {}
+        _ = term.recv() => tracing::warn!("second signal: exiting without waiting"),
+        _ = int.recv() => tracing::warn!("second signal: exiting without waiting"),
+    }
+    tracing::info!("stopped");
+    0
+}
+
+/// Resolves if the scheduler task has ended (it only ends on shutdown, so this is a bug guard).
+async fn scheduler_died(handle: &tokio::task::JoinHandle<()>) {
+    while !handle.is_finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,507 @@
+//! The one place that names and emits metrics: every Prometheus series of DESIGN.md is
+//! defined here, and the rest of the code reports events ([`Telemetry::record_run`],
+//! [`Telemetry::record_skip`]) instead of building metric names inline.
+//!
+//! Series are updated once per probe run from its result document (plus the run's classic
+//! latency buckets), never per request: the engine's hot path does not touch this module.
+
+mod histogram;
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+pub use histogram::BucketHistogram;
+
+use crate::report::ProbeResult;
+use crate::verdict::Grade;
+
+type GaugeF = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GradeLabels {
+    probe: String,
+    grade: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    probe: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    probe: String,
+    endpoint: String,
+    method: String,
+    status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    probe: String,
+    endpoint: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabels {
+    probe: String,
+    quantile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    probe: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    probe: String,
+    fault: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultPhaseLabels {
+    probe: String,
+    fault: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    probe: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+/// Why a scheduled run did not start (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The previous run of the same probe was still going.
+    Overlap,
+    /// The daemon was shutting down or the probe is paused.
+    Paused,
+    /// A safety limit refused the run.
+    Guardrail,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Overlap => "overlap",
+            SkipReason::Paused => "paused",
+            SkipReason::Guardrail => "guardrail",
+        }
+    }
+}
+
+/// The daemon's metrics: a registry and a handle on every family in it.
+pub struct Telemetry {
+    registry: Registry,
+    probe_success: Family<ProbeLabels, Gauge>,
+    probe_grade: Family<ProbeLabels, Gauge>,
+    probe_duration: Family<ProbeLabels, GaugeF>,
+    probe_last_run: Family<ProbeLabels, GaugeF>,
+    probe_runs: Family<GradeLabels, Counter>,
+    probe_skipped: Family<ReasonLabels, Counter>,
+    request_duration: Family<RequestLabels, BucketHistogram>,
+    requests: Family<RequestLabels, Counter>,
+    request_errors: Family<ErrorLabels, Counter>,
+    latency: Family<QuantileLabels, GaugeF>,
+    throughput: Family<ProbeLabels, GaugeF>,
+    offered: Family<ProbeLabels, GaugeF>,
+    error_ratio: Family<ProbeLabels, GaugeF>,
+    race_rounds: Family<OutcomeLabels, Counter>,
+    // Families of probe kinds and stores still to come; registered now so that the names
+    // are reserved and documented in one place.
+    #[allow(dead_code)]
+    breaking_point: Family<ProbeLabels, GaugeF>,
+    #[allow(dead_code)]
+    fault_recovery: Family<FaultLabels, GaugeF>,
+    #[allow(dead_code)]
+    fault_error_ratio: Family<FaultPhaseLabels, GaugeF>,
+    #[allow(dead_code)]
+    baseline_value: Family<MetricLabels, GaugeF>,
+    #[allow(dead_code)]
+    regression: Family<MetricLabels, Gauge>,
+    #[allow(dead_code)]
+    regression_shift: Family<MetricLabels, GaugeF>,
+}
+
+/// The quantiles of `plimsoll_latency_seconds` and where each comes from in the document.
+type Pick = fn(&crate::report::LatencySummary) -> f64;
+const QUANTILES: [(&str, Pick); 6] = [
+    ("0.5", |l| l.p50),
+    ("0.9", |l| l.p90),
+    ("0.95", |l| l.p95),
+    ("0.99", |l| l.p99),
+    ("0.999", |l| l.p999),
+    ("1", |l| l.max),
+];
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("plimsoll");
+        let t = Telemetry {
+            probe_success: Family::default(),
+            probe_grade: Family::default(),
+            probe_duration: Family::default(),
+            probe_last_run: Family::default(),
+            probe_runs: Family::default(),
+            probe_skipped: Family::default(),
+            request_duration: Family::default(),
+            requests: Family::default(),
+            request_errors: Family::default(),
+            latency: Family::default(),
+            throughput: Family::default(),
+            offered: Family::default(),
+            error_ratio: Family::default(),
+            race_rounds: Family::default(),
+            breaking_point: Family::default(),
+            fault_recovery: Family::default(),
+            fault_error_ratio: Family::default(),
+            baseline_value: Family::default(),
+            regression: Family::default(),
+            regression_shift: Family::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "probe_success",
+            "1 when the last run graded good or better",
+            t.probe_success.clone(),
+        );
+        r.register(
+            "probe_grade",
+            "Last grade: 0 excellent, 1 good, 2 warning, 3 critical",
+            t.probe_grade.clone(),
+        );
+        r.register_with_unit(
+            "probe_duration",
+            "Length of the last run",
+            Unit::Seconds,
+            t.probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "probe_last_run_timestamp",
+            "When the last run ended (Unix time)",
+            Unit::Seconds,
+            t.probe_last_run.clone(),
+        );
+        r.register("probe_runs", "Runs by grade", t.probe_runs.clone());
+        r.register(
+            "probe_skipped",
+            "Scheduled runs not started, by reason (overlap, paused, guardrail)",
+            t.probe_skipped.clone(),
+        );
+        r.register_with_unit(
+            "http_request_duration",
+            "Every request, from the planned send time in the open model",
+            Unit::Seconds,
+            t.request_duration.clone(),
+        );
+        r.register("http_requests", "Every request", t.requests.clone());
+        r.register(
+            "http_request_errors",
+            "Failed requests by kind (connect, tls, timeout, status, body, protocol, expect)",
+            t.request_errors.clone(),
+        );
+        r.register_with_unit(
+            "latency",
+            "Exact percentiles of the last run",
+            Unit::Seconds,
+            t.latency.clone(),
+        );
+        r.register(
+            "throughput_rps",
+            "Achieved requests per second of the last run",
+            t.throughput.clone(),
+        );
+        r.register(
+            "offered_rps",
+            "Planned arrivals per second of the last run (open model)",
+            t.offered.clone(),
+        );
+        r.register(
+            "error_ratio",
+            "Failed requests / requests of the last run",
+            t.error_ratio.clone(),
+        );
+        r.register(
+            "breaking_point_rps",
+            "Highest sustainable rate found by a capacity probe",
+            t.breaking_point.clone(),
+        );
+        r.register(
+            "race_rounds",
+            "Race rounds by outcome (single_winner, multiple_winners, no_winner)",
+            t.race_rounds.clone(),
+        );
+        r.register_with_unit(
+            "fault_recovery",
+            "Clear of the fault to steady again",
+            Unit::Seconds,
+            t.fault_recovery.clone(),
+        );
+        r.register(
+            "fault_error_ratio",
+            "Error ratio before, during and after a fault",
+            t.fault_error_ratio.clone(),
+        );
+        r.register(
+            "baseline_value",
+            "The baseline the regression detector compares against",
+            t.baseline_value.clone(),
+        );
+        r.register(
+            "regression",
+            "1 while a regression alert is open",
+            t.regression.clone(),
+        );
+        r.register(
+            "regression_shift_ratio",
+            "Estimated relative change of a regressed metric",
+            t.regression_shift.clone(),
+        );
+        let build_info: Family<VersionLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        r.register("build_info", "Always 1", build_info);
+        Telemetry { registry: r, ..t }
+    }
+
+    /// Updates every series a finished run feeds.
+    pub fn record_run(&self, r: &ProbeResult, ended_unix_s: f64) {
+        let probe = ProbeLabels {
+            probe: r.probe.clone(),
+        };
+        let good = matches!(r.grade, Grade::Excellent | Grade::Good);
+        self.probe_success
+            .get_or_create(&probe)
+            .set(i64::from(good));
+        self.probe_grade
+            .get_or_create(&probe)
+            .set(grade_number(r.grade));
+        self.probe_duration.get_or_create(&probe).set(r.duration_s);
+        self.probe_last_run.get_or_create(&probe).set(ended_unix_s);
+        self.probe_runs
+            .get_or_create(&GradeLabels {
+                probe: r.probe.clone(),
+                grade: r.grade.as_str().to_string(),
+            })
+            .inc();
+        for s in &r.series {
+            let labels = RequestLabels {
+                probe: r.probe.clone(),
+                endpoint: s.endpoint.clone(),
+                method: s.method.clone(),
+                status_class: s.status_class.to_string(),
+            };
+            self.request_duration.get_or_create(&labels).add(&s.buckets);
+            self.requests
+                .get_or_create(&labels)
+                .inc_by(s.buckets.count());
+        }
+        if let Some(stats) = &r.stats {
+            for (endpoint, e) in &stats.endpoints {
+                for (kind, n) in &e.errors_by_kind {
+                    self.request_errors
+                        .get_or_create(&ErrorLabels {
+                            probe: r.probe.clone(),
+                            endpoint: endpoint.clone(),
+                            kind: kind.clone(),
+                        })
+                        .inc_by(*n);
+                }
+            }
+            for (q, pick) in QUANTILES {
+                self.latency
+                    .get_or_create(&QuantileLabels {
+                        probe: r.probe.clone(),
+                        quantile: q.to_string(),
+                    })
+                    // Milliseconds with three decimals are whole microseconds: keep them exact.
+                    .set((pick(&stats.latency_ms) * 1000.0).round() / 1e6);
+            }
+            self.throughput.get_or_create(&probe).set(stats.rps);
+            match stats.offered_rps {
+                Some(o) => {
+                    self.offered.get_or_create(&probe).set(o);
+                }
+                None => {
+                    self.offered.remove(&probe);
+                }
+            }
+            self.error_ratio.get_or_create(&probe).set(stats.error_rate);
+        }
+    }
+
+    /// Counts a scheduled run that did not start.
+    pub fn record_skip(&self, probe: &str, reason: SkipReason) {
+        self.probe_skipped
+            .get_or_create(&ReasonLabels {
+                probe: probe.to_string(),
+                reason: reason.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// Drops the last-run gauges of a probe that left the configuration (counters stay, as
+    /// Prometheus expects of counters).
+    pub fn forget_probe(&self, probe: &str) {
+        let l = ProbeLabels {
+            probe: probe.to_string(),
+        };
+        for f in [
+            &self.probe_duration,
+            &self.probe_last_run,
+            &self.throughput,
+            &self.offered,
+            &self.error_ratio,
+        ] {
+            f.remove(&l);
+        }
+        self.probe_success.remove(&l);
+        self.probe_grade.remove(&l);
+        for (q, _) in QUANTILES {
+            self.latency.remove(&QuantileLabels {
+                probe: probe.to_string(),
+                quantile: q.to_string(),
+            });
+        }
+    }
+
+    /// The exposition in the OpenMetrics text format (what Prometheus asks for first).
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing into a String cannot fail");
+        // `plimsoll_latency_seconds` carries client-computed quantiles of the last run: that is
+        // a summary (quantile samples only), which the library has no type for. Declaring it a
+        // gauge would make the `quantile` label illegal for linters and parsers.
+        out.replace(
+            "# TYPE plimsoll_latency_seconds gauge\n",
+            "# TYPE plimsoll_latency_seconds summary\n",
+        )
+    }
+
+    /// The exposition in the classic Prometheus text format (0.0.4), for clients that do not
+    /// ask for OpenMetrics (`curl`, `promtool check metrics`, older scrapers).
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode_openmetrics())
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: counter families take their `_total`
+/// sample name in `HELP`/`TYPE`, and the OpenMetrics-only `UNIT` and `EOF` lines go.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Content type of [`Telemetry::encode_openmetrics`].
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`Telemetry::encode_text`].
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `plimsoll_probe_grade`'s number for a grade.
+pub fn grade_number(g: Grade) -> i64 {
+    match g {
+        Grade::Excellent => 0,
+        Grade::Good => 1,
+        Grade::Warning => 2,
+        Grade::Critical => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_counters_by_their_samples() {
+        let om = "# HELP plimsoll_probe_runs Runs by grade.\n# TYPE plimsoll_probe_runs counter\n\
+                  plimsoll_probe_runs_total{probe=\"a\",grade=\"good\"} 1\n\
+                  # HELP plimsoll_probe_duration_seconds Length.\n\
+                  # TYPE plimsoll_probe_duration_seconds gauge\n\
+                  # UNIT plimsoll_probe_duration_seconds seconds\n\
+                  plimsoll_probe_duration_seconds{probe=\"a\"} 1.5\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP plimsoll_probe_runs_total Runs by grade.\n\
+             # TYPE plimsoll_probe_runs_total counter\n\
+             plimsoll_probe_runs_total{probe=\"a\",grade=\"good\"} 1\n\
+             # HELP plimsoll_probe_duration_seconds Length.\n\
+             # TYPE plimsoll_probe_duration_seconds gauge\n\
+             plimsoll_probe_duration_seconds{probe=\"a\"} 1.5\n"
+        );
+    }
+
+    #[test]
+    fn build_info_and_skips_are_exported() {
+        let t = Telemetry::new();
+        t.record_skip("p", SkipReason::Overlap);
+        t.record_skip("p", SkipReason::Overlap);
+        let text = t.encode_text();
+        assert!(text.contains(&format!(
+            "plimsoll_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("plimsoll_probe_skipped_total{probe=\"p\",reason=\"overlap\"} 2"));
+        assert!(t.encode_openmetrics().ends_with("# EOF\n"));
+    }
+}
