@@ -10,6 +10,7 @@
 //! stops accepting, lets open connections finish for a moment, and exits 0.
 
 mod catalog;
+mod orders;
 mod reply;
 mod routes;
 mod timing;
@@ -30,6 +31,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::routes::App;
 
+/// Environment variable consulted when `--database-url` is not given.
+const DATABASE_ENV: &str = "PLIMSOLL_SAMPLE_DATABASE_URL";
 /// Environment variable consulted when `--twilio-auth-token` is not given.
 const TOKEN_ENV: &str = "PLIMSOLL_SAMPLE_TWILIO_TOKEN";
 /// Token used when neither the flag nor the environment gives one; the demo signs with it.
@@ -52,6 +55,11 @@ struct Cli {
     /// [default: $PLIMSOLL_SAMPLE_TWILIO_TOKEN, else "plimsoll-demo-token"].
     #[arg(long, value_name = "TOKEN")]
     twilio_auth_token: Option<String>,
+
+    /// PostgreSQL URL of the order API (`/orders`); its tables are created on start. Without
+    /// it those routes answer 503 [default: $PLIMSOLL_SAMPLE_DATABASE_URL].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,12 +73,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(&cli.listen, token))
+    let database_url = cli
+        .database_url
+        .or_else(|| std::env::var(DATABASE_ENV).ok())
+        .filter(|u| !u.is_empty());
+    runtime.block_on(serve(&cli.listen, token, database_url))
 }
 
 /// Binds, announces the address, and serves until a shutdown signal.
-async fn serve(listen: &str, token: String) -> anyhow::Result<()> {
-    let app = Arc::new(App::new(token).context("starting the timer thread")?);
+async fn serve(listen: &str, token: String, database_url: Option<String>) -> anyhow::Result<()> {
+    // The database comes first: a backend that cannot reach it exits before announcing an
+    // address, instead of serving 503s nobody asked for.
+    let orders = match database_url {
+        Some(url) => Some(
+            orders::Orders::connect(&url)
+                .await
+                .context("connecting to the order database")?,
+        ),
+        None => None,
+    };
+    let app = Arc::new(App::new(token, orders).context("starting the timer thread")?);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::catalog::Catalog;
+use crate::orders::{self, Orders};
 use crate::reply::{self, ReplyBody};
 use crate::timing::{PreciseTimer, StallSchedule};
 use crate::webhook::{self, MessageLedger, LEDGER_CAPACITY};
@@ -47,6 +48,8 @@ pub struct App {
     catalog: Catalog,
     /// The bytes `/bytes` repeats, allocated once.
     pattern: Bytes,
+    /// The order API's store, when the backend was given a database.
+    orders: Option<Orders>,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -76,7 +79,7 @@ struct StatsDocument {
 
 impl App {
     /// Builds the state and starts the timer thread.
-    pub fn new(twilio_token: String) -> std::io::Result<Self> {
+    pub fn new(twilio_token: String, orders: Option<Orders>) -> std::io::Result<Self> {
         Ok(Self {
             twilio_token,
             ledger: MessageLedger::new(LEDGER_CAPACITY),
@@ -85,6 +88,7 @@ impl App {
             started: Instant::now(),
             catalog: Catalog::build(),
             pattern: Bytes::from(pattern_chunk()),
+            orders,
         })
     }
 
@@ -110,6 +114,9 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
         } else {
             reply::method_not_allowed("POST")
         };
+    }
+    if orders::owns(path) {
+        return orders::respond(app.orders.as_ref(), &parts.method, path, body).await;
     }
     let known = matches!(
         path,

@@ -363,6 +363,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         schedule: None,
         share_target: false,
         load: Some(load),
+        race: None,
     };
     let mut cfg = Config {
         target: vec![target],

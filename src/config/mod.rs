@@ -8,6 +8,7 @@
 mod daemon;
 mod duration;
 mod load;
+mod race;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use secret::Secret;
 
 /// The whole configuration file.
@@ -121,7 +123,7 @@ fn default_report_dir() -> String {
 pub struct ProbeConfig {
     /// Unique name; it labels every metric and result of this probe.
     pub name: String,
-    /// Probe kind, a name from the registry (`load`).
+    /// Probe kind, a name from the registry (`load`, `race`).
     pub kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.
     #[serde(default)]
@@ -145,6 +147,9 @@ pub struct ProbeConfig {
     /// Settings of the `load` kind.
     #[serde(default)]
     pub load: Option<LoadConfig>,
+    /// Settings of the `race` kind.
+    #[serde(default)]
+    pub race: Option<RaceConfig>,
 }
 
 /// Settings of a load probe: the arrival model, the iteration (request steps), the client.

@@ -8,7 +8,9 @@
 //! connection, the head parsed in place with `httparse` and the body counted and dropped.
 //!
 //! What it must not do: allocate per request (the read buffer lives as long as the connection
-//! and grows only for an unusually large head, to at most 64 KiB), copy or keep body bytes,
+//! and grows only for an unusually large head, to at most 64 KiB), copy or keep body bytes
+//! unless the caller hands it a buffer for them ([`H1Conn::exchange_into`], for the few
+//! probes that must read an answer, never the load hot path),
 //! impose a timeout of its own (the caller's deadline wraps [`H1Conn::exchange`]), or speak
 //! anything but plain one-request-at-a-time HTTP/1.1: no pipelining, upgrades or HTTP/2.
 
@@ -95,6 +97,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         head_request: bool,
         max_body: u64,
     ) -> Result<Response1, RequestError> {
+        self.exchange_into(request, head_request, max_body, None)
+            .await
+    }
+
+    /// [`exchange`](Self::exchange), keeping the body's bytes in `keep` (cleared first) when
+    /// given: for a caller that must read the answer (a captured id, a JSON rule).
+    pub async fn exchange_into(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+        max_body: u64,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<Response1, RequestError> {
+        if let Some(k) = keep.as_deref_mut() {
+            k.clear();
+        }
         self.reusable = false;
         self.start = 0;
         self.end = 0;
@@ -124,11 +142,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
                 if n > max_body {
                     return Err(too_large(max_body));
                 }
-                self.discard_exact(n).await?;
+                self.discard_exact(n, keep).await?;
                 n
             }
-            Framing::Chunked => self.discard_chunked(max_body).await?,
-            Framing::UntilEof => self.discard_until_eof(max_body).await?,
+            Framing::Chunked => self.discard_chunked(max_body, keep).await?,
+            Framing::UntilEof => self.discard_until_eof(max_body, keep).await?,
         };
         // Bytes after a complete response were never asked for (one request is in flight at
         // a time): a server bug, or a body longer than its framing said. Parsing them as the
@@ -225,9 +243,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         Ok(n)
     }
 
-    async fn discard_exact(&mut self, mut left: u64) -> Result<(), RequestError> {
+    async fn discard_exact(
+        &mut self,
+        mut left: u64,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<(), RequestError> {
         loop {
             let take = left.min((self.end - self.start) as u64);
+            if let Some(k) = keep.as_deref_mut() {
+                k.extend_from_slice(&self.buf[self.start..self.start + take as usize]);
+            }
             self.start += take as usize;
             left -= take;
             if left == 0 {
@@ -241,10 +266,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         }
     }
 
-    async fn discard_chunked(&mut self, max_body: u64) -> Result<u64, RequestError> {
+    async fn discard_chunked(
+        &mut self,
+        max_body: u64,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<u64, RequestError> {
         let mut decoder = ChunkedBody::new(max_body);
         loop {
-            self.start += decoder.feed(&self.buf[self.start..self.end])?;
+            self.start +=
+                decoder.feed_keeping(&self.buf[self.start..self.end], keep.as_deref_mut())?;
             if decoder.is_done() {
                 return Ok(decoder.data_bytes);
             }
@@ -254,10 +284,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         }
     }
 
-    async fn discard_until_eof(&mut self, max_body: u64) -> Result<u64, RequestError> {
+    async fn discard_until_eof(
+        &mut self,
+        max_body: u64,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<u64, RequestError> {
         let mut total = 0u64;
         loop {
             total += (self.end - self.start) as u64;
+            if let (Some(k), true) = (keep.as_deref_mut(), total <= max_body) {
+                k.extend_from_slice(&self.buf[self.start..self.end]);
+            }
             self.start = self.end;
             if total > max_body {
                 return Err(too_large(max_body));
@@ -420,9 +457,18 @@ impl ChunkedBody {
         self.state == ChunkState::Done
     }
 
-    /// Consumes body bytes from `input` and returns how many it used: all of them, unless
-    /// the body ends first.
+    #[cfg(test)]
     fn feed(&mut self, input: &[u8]) -> Result<usize, RequestError> {
+        self.feed_keeping(input, None)
+    }
+
+    /// Consumes body bytes from `input` and returns how many it used: all of them, unless
+    /// the body ends first. Data bytes are appended to `keep` when given.
+    fn feed_keeping(
+        &mut self,
+        input: &[u8],
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<usize, RequestError> {
         let mut i = 0;
         while i < input.len() {
             match self.state {
@@ -430,6 +476,9 @@ impl ChunkedBody {
                 // Data is skipped in bulk; only framing goes byte by byte.
                 ChunkState::Data(left) => {
                     let take = left.min((input.len() - i) as u64);
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.extend_from_slice(&input[i..i + take as usize]);
+                    }
                     i += take as usize;
                     self.state = if take == left {
                         ChunkState::DataCr

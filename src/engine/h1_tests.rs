@@ -455,3 +455,25 @@ fn chunk_sizes_are_bounded() {
     let long_ext = [b';'; MAX_CHUNK_LINE + 1];
     assert!(d.feed(b"1").is_ok() && d.feed(&long_ext).is_err());
 }
+
+/// A caller that keeps the body gets exactly its data bytes, whatever the framing and however
+/// the reads split it (chunk-size lines and trailers are framing, never data).
+#[tokio::test]
+async fn kept_bodies_hold_only_data_bytes() {
+    let responses: [&[u8]; 3] = [
+        b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"id\":42}",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;x=y\r\n{\"id\r\n5\r\n\":42}\r\n0\r\nT: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"id\":42}",
+    ];
+    for response in responses {
+        for piece in 1..response.len() {
+            let mut conn = H1Conn::new(Scripted::new(response, piece));
+            let mut body = b"stale".to_vec();
+            let r = bounded(conn.exchange_into(&get("/x"), false, MAX, Some(&mut body)))
+                .await
+                .unwrap();
+            assert_eq!(body, b"{\"id\":42}", "piece {piece}");
+            assert_eq!(r.body_bytes, 9);
+        }
+    }
+}

@@ -271,16 +271,19 @@ impl Conn {
         }
     }
 
-    /// One HTTP/1.1 exchange of a serialized request; see [`H1Conn::exchange`].
+    /// One HTTP/1.1 exchange of a serialized request; see [`H1Conn::exchange`]. With `keep`,
+    /// the response body is kept there (cleared first), for a caller that reads the answer;
+    /// the load hot path passes `None` and nothing is copied.
     pub async fn exchange_h1(
         &mut self,
         request: &[u8],
         head_request: bool,
         max_body: u64,
+        keep: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
         match self {
-            Conn::H1(c) => c.exchange(request, head_request, max_body).await,
-            Conn::H1Tls(c) => c.exchange(request, head_request, max_body).await,
+            Conn::H1(c) => c.exchange_into(request, head_request, max_body, keep).await,
+            Conn::H1Tls(c) => c.exchange_into(request, head_request, max_body, keep).await,
             Conn::H2(_) => Err(RequestError::new(
                 ErrorKind::Protocol,
                 "an HTTP/1.1 request was sent on an HTTP/2 connection",
@@ -288,14 +291,19 @@ impl Conn {
         }
     }
 
-    /// Sends an HTTP/2 request and reads the whole response body, discarding it; returns the
-    /// status and the body's size. The body is drained frame by frame and never kept, so a
-    /// 100 MB answer costs no memory, only the `max_body` check.
+    /// Sends an HTTP/2 request and reads the whole response body; returns the status and the
+    /// body's size. Without `keep` the body is drained frame by frame and never kept, so a
+    /// 100 MB answer costs no memory, only the `max_body` check; with it, the body is kept
+    /// there (cleared first).
     pub async fn exchange_h2(
         &mut self,
         req: Request<ReqBody>,
         max_body: u64,
+        mut keep: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
+        if let Some(k) = keep.as_deref_mut() {
+            k.clear();
+        }
         let Conn::H2(s) = self else {
             return Err(RequestError::new(
                 ErrorKind::Protocol,
@@ -314,6 +322,9 @@ impl Conn {
                 n += d.len() as u64;
                 if n > max_body {
                     return Err(super::h1::too_large(max_body));
+                }
+                if let Some(k) = keep.as_deref_mut() {
+                    k.extend_from_slice(d);
                 }
             }
         }

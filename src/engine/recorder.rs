@@ -59,7 +59,7 @@ impl ClassicBuckets {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Three significant digits: 20 ms is resolved to 20 µs.
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
 }

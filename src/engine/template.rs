@@ -422,6 +422,12 @@ impl Generators {
         self.add(name, &cfg)
     }
 
+    /// Slot of a named generator in an iteration's values, if the run has one by that name
+    /// (a probe that supplies some values itself, such as a captured id, overwrites the slot).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
     pub fn len(&self) -> usize {
         self.gens.len()
     }

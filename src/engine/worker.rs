@@ -337,10 +337,10 @@ impl Worker {
         };
         let resp = if conn.is_h2() {
             let req = step.build(true, &vu.values, &mut vu.scratch)?;
-            conn.exchange_h2(req, self.spec.max_body).await?
+            conn.exchange_h2(req, self.spec.max_body, None).await?
         } else {
             let bytes = step.h1_bytes(&vu.values, &mut vu.scratch, &mut vu.request)?;
-            conn.exchange_h1(bytes, step.is_head, self.spec.max_body)
+            conn.exchange_h1(bytes, step.is_head, self.spec.max_body, None)
                 .await?
         };
         // Only a connection that finished its exchange cleanly, and that the response allows

@@ -26,14 +26,12 @@ impl ProbeKind for LoadProbe {
                 l.validate(&format!("{path}.load"), problems);
                 if probe.target.is_none() {
                     for (j, s) in l.step_configs().iter().enumerate() {
-                        if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
-                            let at = if l.request.is_some() {
-                                format!("{path}.load.request.url")
-                            } else {
-                                format!("{path}.load.steps[{j}].url")
-                            };
-                            problems.push(at, "relative URL, but the probe names no `target`");
-                        }
+                        let at = if l.request.is_some() {
+                            format!("{path}.load.request.url")
+                        } else {
+                            format!("{path}.load.steps[{j}].url")
+                        };
+                        super::require_absolute_url(&s.url, at, problems);
                     }
                 }
             }
@@ -79,6 +77,7 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         duration_s: round3(o.elapsed.as_secs_f64()),
         grade: verdict.grade(),
         stats: Some(stats),
+        race: None,
         thresholds: verdict.results,
         notes,
         series: series_of(o),

@@ -6,6 +6,7 @@
 //! in the registry, one config sub-struct and one test.
 
 pub mod load;
+pub mod race;
 pub mod registry;
 
 use std::sync::atomic::AtomicBool;
@@ -55,8 +56,16 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         duration_s: 0.0,
         grade: crate::verdict::Grade::Critical,
         stats: None,
+        race: None,
         thresholds: Vec::new(),
         notes: vec![why],
         series: Vec::new(),
+    }
+}
+
+/// Reports a relative request URL of a probe that names no target to join it to.
+pub(crate) fn require_absolute_url(url: &str, path: String, problems: &mut Problems) {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        problems.push(path, "relative URL, but the probe names no `target`");
     }
 }

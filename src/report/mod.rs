@@ -30,6 +30,9 @@ pub struct ProbeResult {
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// Figures of a `race` probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race: Option<RaceStats>,
     pub thresholds: Vec<ThresholdResult>,
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -86,6 +89,62 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Per step (`endpoint` label).
     pub endpoints: BTreeMap<String, EndpointStats>,
+}
+
+/// Figures of a race probe run (seed 000's vendor race). The round counts are the
+/// `outcome` values of `plimsoll_race_rounds_total`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RaceStats {
+    /// Rounds whose claimants were released (a round whose setup failed is not one).
+    pub rounds: u64,
+    /// Claimants per round.
+    pub claimants: u32,
+    /// Rounds with exactly one winner.
+    pub single_winner: u64,
+    /// Rounds with several winners: the race the probe exists to catch.
+    pub multiple_winners: u64,
+    /// Rounds nobody won.
+    pub no_winner: u64,
+    /// `single_winner / rounds`, 0 to 1.
+    pub win_rate: f64,
+    /// `multiple_winners / rounds`, 0 to 1.
+    pub race_rate: f64,
+    /// Per round, first claim sent → last claim answered (or given up).
+    pub race_time_ms: LatencySummary,
+    /// Per round, first claim sent → last claim sent: how close together the claims left.
+    pub send_spread_ms: LatencySummary,
+    /// Claims by outcome: `won`, `lost`, `timeout`, or an error kind (`connect`, `status`,
+    /// `expect`, …). A claimant that timed out is `timeout`, never `lost`.
+    pub claims_by_outcome: BTreeMap<String, u64>,
+    /// The first message seen of each error kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_samples: BTreeMap<String, String>,
+    /// Rounds not run because the setup request failed.
+    pub setup_failures: u64,
+    /// With verification: rounds where the database count differed from the API's winners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_mismatches: Option<u64>,
+    /// With verification: rounds whose query failed (graded on the API's answers alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_errors: Option<u64>,
+    /// The first rounds with several winners or a mismatch, for the person on call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspect_rounds: Vec<RaceRound>,
+}
+
+/// One round worth a look: which resource, and who said how many won.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaceRound {
+    /// Round number, from 0.
+    pub round: u64,
+    /// The captured id, when there was a setup request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Claims the API answered as won.
+    pub api_winners: u64,
+    /// Accepted claims the verification query counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_winners: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -4,6 +4,33 @@ use std::fmt::Write as _;
 
 use super::ProbeResult;
 
+/// One line of a race's round counts and timing.
+fn race_line(r: &super::RaceStats) -> String {
+    let mut line = format!(
+        "{} rounds of {} claimants: {} single winner, {} multiple winners, {} no winner; \
+         send spread p50 {:.3} ms, p99 {:.3} ms; race time p99 {:.1} ms",
+        r.rounds,
+        r.claimants,
+        r.single_winner,
+        r.multiple_winners,
+        r.no_winner,
+        r.send_spread_ms.p50,
+        r.send_spread_ms.p99,
+        r.race_time_ms.p99
+    );
+    if let Some(m) = r.verify_mismatches {
+        let _ = write!(
+            line,
+            "; {m} round(s) where the database disagreed with the API"
+        );
+    }
+    for (kind, sample) in &r.error_samples {
+        let n = r.claims_by_outcome.get(kind).copied().unwrap_or(0);
+        let _ = write!(line, "\n  {kind} ({n} claim(s)): {sample}");
+    }
+    line
+}
+
 /// Renders the summary table of several results.
 pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
@@ -52,6 +79,9 @@ pub fn render(results: &[ProbeResult]) -> String {
                     s.iterations.dropped
                 ));
             }
+        }
+        if let Some(race) = &r.race {
+            lines.push(race_line(race));
         }
         for t in &r.thresholds {
             if t.grade >= crate::verdict::Grade::Warning {

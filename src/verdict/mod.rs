@@ -161,6 +161,22 @@ pub struct ThresholdsConfig {
     /// < 0.001, warning ≤ 0.05.
     #[serde(default)]
     pub dropped_ratio: Option<Bands>,
+    /// Race: share of rounds with exactly one winner, 0 to 1 (higher is better). Default:
+    /// good ≥ 0.99, warning ≥ 0.95.
+    #[serde(default)]
+    pub win_rate: Option<Bands>,
+    /// Race: share of rounds with several winners, 0 to 1 (lower is better). Default:
+    /// excellent only when none (< 1e-9), warning ≤ 0.01.
+    #[serde(default)]
+    pub race_rate: Option<Bands>,
+    /// Race: 99th percentile of a round's race time in ms. Default: excellent < 100, good
+    /// < 500, warning ≤ 1000.
+    #[serde(default)]
+    pub race_time_p99_ms: Option<Bands>,
+    /// Race with verification: share of rounds where the database disagreed with the API, 0
+    /// to 1. Default: the `race_rate` defaults.
+    #[serde(default)]
+    pub verify_mismatch_rate: Option<Bands>,
 }
 
 impl ThresholdsConfig {
@@ -173,6 +189,9 @@ impl ThresholdsConfig {
             ("p999_ms", self.p999_ms),
             ("mean_ms", self.mean_ms),
             ("dropped_ratio", self.dropped_ratio),
+            ("race_rate", self.race_rate),
+            ("race_time_p99_ms", self.race_time_p99_ms),
+            ("verify_mismatch_rate", self.verify_mismatch_rate),
         ];
         for (name, b) in lower {
             if let Some(b) = b {
@@ -181,6 +200,9 @@ impl ThresholdsConfig {
         }
         if let Some(b) = self.rps {
             b.validate(&format!("{path}.rps"), false, problems);
+        }
+        if let Some(b) = self.win_rate {
+            b.validate(&format!("{path}.win_rate"), false, problems);
         }
     }
 }
@@ -193,6 +215,16 @@ pub const DEFAULT_P99_MS: Bands = Bands::new(None, Some(500.0), Some(2000.0));
 pub const DEFAULT_ERROR_RATE: Bands = Bands::new(None, Some(0.001), Some(0.01));
 /// Dropped iterations: good < 0.1 %, warning ≤ 5 %.
 pub const DEFAULT_DROPPED_RATIO: Bands = Bands::new(None, Some(0.001), Some(0.05));
+
+/// Race, rounds with exactly one winner (seed 000): good above 99 %, warning from 95 %.
+pub const DEFAULT_WIN_RATE: Bands = Bands::new(None, Some(0.99), Some(0.95));
+/// Race, rounds with several winners (seed 000): excellent only at 0 % (the bound is below
+/// one round in a billion), warning up to 1 %, critical above: one double acceptance in a
+/// hundred rounds is a data-integrity failure.
+pub const DEFAULT_RACE_RATE: Bands = Bands::new(Some(1e-9), None, Some(0.01));
+/// Race time p99 in ms: seed 000 fixes excellent below 100 ms and critical above 1000 ms; the
+/// good band ends at 500 ms, the seed's p99 bound for an ordinary request.
+pub const DEFAULT_RACE_TIME_P99_MS: Bands = Bands::new(Some(100.0), Some(500.0), Some(1000.0));
 
 /// Throughput bands for a stated target: the seed table scaled so that its "good" bound (500)
 /// falls on the target: excellent above 2×, warning down to a fifth.
@@ -287,6 +319,25 @@ mod tests {
         assert_eq!(v.grade(), Grade::Warning);
         v.force(Grade::Critical, "no request completed");
         assert_eq!(v.grade(), Grade::Critical);
+    }
+
+    #[test]
+    fn race_defaults_follow_seed_000() {
+        let w = DEFAULT_WIN_RATE;
+        assert_eq!(w.grade_higher_better(1.0), Grade::Good);
+        assert_eq!(w.grade_higher_better(0.99), Grade::Good);
+        assert_eq!(w.grade_higher_better(0.97), Grade::Warning);
+        assert_eq!(w.grade_higher_better(0.94), Grade::Critical);
+        let r = DEFAULT_RACE_RATE;
+        assert_eq!(r.grade_lower_better(0.0), Grade::Excellent);
+        assert_eq!(r.grade_lower_better(1.0 / 500.0), Grade::Warning);
+        assert_eq!(r.grade_lower_better(0.01), Grade::Warning);
+        assert_eq!(r.grade_lower_better(0.011), Grade::Critical);
+        let t = DEFAULT_RACE_TIME_P99_MS;
+        assert_eq!(t.grade_lower_better(99.0), Grade::Excellent);
+        assert_eq!(t.grade_lower_better(300.0), Grade::Good);
+        assert_eq!(t.grade_lower_better(800.0), Grade::Warning);
+        assert_eq!(t.grade_lower_better(1000.1), Grade::Critical);
     }
 
     #[test]

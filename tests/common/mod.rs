@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real servers on 127.0.0.1, bounded in time.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -73,8 +75,14 @@ pub struct Backend {
 
 impl Backend {
     pub fn start() -> Backend {
+        Backend::start_with(&[])
+    }
+
+    /// Starts the backend with extra command-line arguments (`--database-url URL`, …).
+    pub fn start_with(args: &[&str]) -> Backend {
         let mut child = Command::new(env!("CARGO_BIN_EXE_plimsoll-sample-backend"))
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("sample backend starts");
