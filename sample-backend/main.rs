@@ -57,7 +57,7 @@ struct Cli {
     twilio_auth_token: Option<String>,
 
     /// PostgreSQL URL of the order API (`/orders`); its tables are created on start. Without
-    /// it those routes answer 503 [default: $PLIMSOLL_SAMPLE_DATABASE_URL].
+    /// it the orders live in memory [default: $PLIMSOLL_SAMPLE_DATABASE_URL].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
 }
@@ -85,12 +85,10 @@ async fn serve(listen: &str, token: String, database_url: Option<String>) -> any
     // The database comes first: a backend that cannot reach it exits before announcing an
     // address, instead of serving 503s nobody asked for.
     let orders = match database_url {
-        Some(url) => Some(
-            orders::Orders::connect(&url)
-                .await
-                .context("connecting to the order database")?,
-        ),
-        None => None,
+        Some(url) => orders::Orders::connect(&url)
+            .await
+            .context("connecting to the order database")?,
+        None => orders::Orders::in_memory(),
     };
     let app = Arc::new(App::new(token, orders).context("starting the timer thread")?);
     let listener = TcpListener::bind(listen)

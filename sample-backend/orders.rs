@@ -8,8 +8,10 @@
 //! - `POST /orders/{id}/accept` claims the order in one conditional statement, so the
 //!   database's row lock lets exactly one vendor through.
 //!
-//! `POST /orders` creates an order and answers `201 {"id": N}`. Without a database URL these
-//! routes answer 503 and nothing else in the backend changes. The routes log nothing.
+//! `POST /orders` creates an order and answers `201 {"id": N}`. Without a database URL the
+//! orders live in memory with the same two behaviours (the racy route's gap sits between two
+//! separately locked steps; the safe route checks and claims under one lock), so the demo has
+//! a race to catch without PostgreSQL. The routes log nothing.
 
 use std::time::Duration;
 
@@ -53,10 +55,18 @@ const SCHEMA: &[&str] = &[
         ON vendor_routing_responses (routing_id)",
 ];
 
-/// The orders store: a connection pool, shared by every connection task.
+/// The orders store, shared by every connection task: PostgreSQL, or memory without one.
 #[derive(Debug)]
-pub struct Orders {
-    pool: PgPool,
+pub enum Orders {
+    Postgres(PgPool),
+    Memory(std::sync::Mutex<MemoryOrders>),
+}
+
+/// In-memory orders: per order, who holds it and how many ACCEPTED responses were written.
+#[derive(Debug, Default)]
+pub struct MemoryOrders {
+    accepted_by: Vec<Option<String>>,
+    responses: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,8 +87,79 @@ impl Orders {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(Orders { pool })
+        Ok(Orders::Postgres(pool))
     }
+
+    /// Orders kept in this process only.
+    pub fn in_memory() -> Self {
+        Orders::Memory(Default::default())
+    }
+}
+
+impl MemoryOrders {
+    fn create(&mut self) -> i64 {
+        self.accepted_by.push(None);
+        self.responses.push(0);
+        self.accepted_by.len() as i64
+    }
+
+    /// Index of order `id`, if it exists (ids start at 1, like BIGSERIAL).
+    fn index(&self, id: i64) -> Option<usize> {
+        usize::try_from(id - 1)
+            .ok()
+            .filter(|i| *i < self.accepted_by.len())
+    }
+}
+
+fn memory(m: &std::sync::Mutex<MemoryOrders>) -> std::sync::MutexGuard<'_, MemoryOrders> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn no_such_order() -> Response<ReplyBody> {
+    reply::error(StatusCode::NOT_FOUND, "no such order")
+}
+
+/// The in-memory order API: same routes and answers as the PostgreSQL one.
+async fn respond_memory(
+    m: &std::sync::Mutex<MemoryOrders>,
+    route: Option<(i64, bool)>,
+    vendor: &str,
+) -> Response<ReplyBody> {
+    let Some((id, safe)) = route else {
+        let id = memory(m).create();
+        return reply::json(StatusCode::CREATED, &serde_json::json!({ "id": id }));
+    };
+    if safe {
+        // Check and claim under one lock: exactly one vendor gets through.
+        let mut o = memory(m);
+        let Some(i) = o.index(id) else {
+            return no_such_order();
+        };
+        if o.accepted_by[i].is_some() {
+            return taken();
+        }
+        o.accepted_by[i] = Some(vendor.to_string());
+        o.responses[i] += 1;
+        return accepted(vendor);
+    }
+    // Check, let go, wait, write: the racy route's gap, with nothing re-checked.
+    let already = {
+        let o = memory(m);
+        match o.index(id) {
+            Some(i) => o.responses[i] > 0,
+            None => return no_such_order(),
+        }
+    };
+    if already {
+        return taken();
+    }
+    tokio::time::sleep(RACY_GAP).await;
+    let mut o = memory(m);
+    if let Some(i) = o.index(id) {
+        o.responses[i] += 1;
+        o.accepted_by[i].get_or_insert_with(|| vendor.to_string());
+    }
+    accepted(vendor)
 }
 
 /// Whether a path belongs to this API.
@@ -88,32 +169,47 @@ pub fn owns(path: &str) -> bool {
 
 /// Answers one request under `/orders`.
 pub async fn respond(
-    orders: Option<&Orders>,
+    orders: &Orders,
     method: &Method,
     path: &str,
     body: Incoming,
 ) -> Response<ReplyBody> {
-    let Some(orders) = orders else {
-        return reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the order API needs a database: start the backend with --database-url",
-        );
-    };
     if *method != Method::POST {
         return reply::method_not_allowed("POST");
     }
+    let pool = match orders {
+        Orders::Postgres(pool) => pool,
+        Orders::Memory(m) => {
+            if path == "/orders" {
+                return respond_memory(m, None, "").await;
+            }
+            let rest = path.trim_start_matches("/orders/");
+            return match rest.split_once('/') {
+                Some((id, route @ ("accept" | "accept-racy"))) => match id.parse::<i64>() {
+                    Ok(id) => match read_vendor(body).await {
+                        Ok(vendor) => {
+                            respond_memory(m, Some((id, route == "accept")), &vendor).await
+                        }
+                        Err(answer) => answer,
+                    },
+                    Err(_) => no_such_order(),
+                },
+                _ => reply::not_found(),
+            };
+        }
+    };
     let result = if path == "/orders" {
-        create(orders).await
+        create(pool).await
     } else {
         let rest = path.trim_start_matches("/orders/");
         match rest.split_once('/') {
             Some((id, route @ ("accept" | "accept-racy"))) => match id.parse::<i64>() {
                 Ok(id) => match read_vendor(body).await {
-                    Ok(vendor) if route == "accept" => accept_safe(orders, id, &vendor).await,
-                    Ok(vendor) => accept_racy(orders, id, &vendor).await,
+                    Ok(vendor) if route == "accept" => accept_safe(pool, id, &vendor).await,
+                    Ok(vendor) => accept_racy(pool, id, &vendor).await,
                     Err(answer) => Ok(answer),
                 },
-                Err(_) => Ok(reply::error(StatusCode::NOT_FOUND, "no such order")),
+                Err(_) => Ok(no_such_order()),
             },
             _ => Ok(reply::not_found()),
         }
@@ -145,9 +241,9 @@ async fn read_vendor(body: Incoming) -> Result<String, Response<ReplyBody>> {
     }
 }
 
-async fn create(orders: &Orders) -> sqlx::Result<Response<ReplyBody>> {
+async fn create(pool: &PgPool) -> sqlx::Result<Response<ReplyBody>> {
     let id: i64 = sqlx::query_scalar("INSERT INTO orders DEFAULT VALUES RETURNING id")
-        .fetch_one(&orders.pool)
+        .fetch_one(pool)
         .await?;
     Ok(reply::json(
         StatusCode::CREATED,
@@ -167,13 +263,13 @@ fn taken() -> Response<ReplyBody> {
 }
 
 /// Read, wait, write: the classic check-then-act race, on purpose.
-async fn accept_racy(orders: &Orders, id: i64, vendor: &str) -> sqlx::Result<Response<ReplyBody>> {
+async fn accept_racy(pool: &PgPool, id: i64, vendor: &str) -> sqlx::Result<Response<ReplyBody>> {
     let already: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM vendor_routing_responses
                         WHERE routing_id = $1 AND response = 'ACCEPTED')",
     )
     .bind(id)
-    .fetch_one(&orders.pool)
+    .fetch_one(pool)
     .await?;
     if already {
         return Ok(taken());
@@ -185,11 +281,11 @@ async fn accept_racy(orders: &Orders, id: i64, vendor: &str) -> sqlx::Result<Res
     )
     .bind(id)
     .bind(vendor)
-    .execute(&orders.pool)
+    .execute(pool)
     .await;
     match inserted {
         Ok(_) => Ok(accepted(vendor)),
-        Err(e) if is_missing_order(&e) => Ok(reply::error(StatusCode::NOT_FOUND, "no such order")),
+        Err(e) if is_missing_order(&e) => Ok(no_such_order()),
         Err(e) => Err(e),
     }
 }
@@ -197,7 +293,7 @@ async fn accept_racy(orders: &Orders, id: i64, vendor: &str) -> sqlx::Result<Res
 /// One statement: the UPDATE takes the order's row lock and re-checks `accepted_by IS NULL`
 /// after any concurrent claim commits, so only one vendor's UPDATE returns a row, and the
 /// response row is written only for it.
-async fn accept_safe(orders: &Orders, id: i64, vendor: &str) -> sqlx::Result<Response<ReplyBody>> {
+async fn accept_safe(pool: &PgPool, id: i64, vendor: &str) -> sqlx::Result<Response<ReplyBody>> {
     let won: Option<i64> = sqlx::query_scalar(
         "WITH claimed AS (
              UPDATE orders SET accepted_by = $2
@@ -210,20 +306,16 @@ async fn accept_safe(orders: &Orders, id: i64, vendor: &str) -> sqlx::Result<Res
     )
     .bind(id)
     .bind(vendor)
-    .fetch_optional(&orders.pool)
+    .fetch_optional(pool)
     .await?;
     if won.is_some() {
         return Ok(accepted(vendor));
     }
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)")
         .bind(id)
-        .fetch_one(&orders.pool)
+        .fetch_one(pool)
         .await?;
-    Ok(if exists {
-        taken()
-    } else {
-        reply::error(StatusCode::NOT_FOUND, "no such order")
-    })
+    Ok(if exists { taken() } else { no_such_order() })
 }
 
 fn is_missing_order(e: &sqlx::Error) -> bool {

@@ -49,7 +49,7 @@ pub struct App {
     /// The bytes `/bytes` repeats, allocated once.
     pattern: Bytes,
     /// The order API's store, when the backend was given a database.
-    orders: Option<Orders>,
+    orders: Orders,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -79,7 +79,7 @@ struct StatsDocument {
 
 impl App {
     /// Builds the state and starts the timer thread.
-    pub fn new(twilio_token: String, orders: Option<Orders>) -> std::io::Result<Self> {
+    pub fn new(twilio_token: String, orders: Orders) -> std::io::Result<Self> {
         Ok(Self {
             twilio_token,
             ledger: MessageLedger::new(LEDGER_CAPACITY),
@@ -116,7 +116,7 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
         };
     }
     if orders::owns(path) {
-        return orders::respond(app.orders.as_ref(), &parts.method, path, body).await;
+        return orders::respond(&app.orders, &parts.method, path, body).await;
     }
     let known = matches!(
         path,

@@ -165,18 +165,38 @@ url = "{}/delay?ms={{{{claimant}}}}000"
 }
 
 #[test]
-fn without_a_database_the_order_api_says_so_and_no_round_runs() {
+fn without_a_database_the_in_memory_orders_race_the_same_way() {
     let backend = Backend::start();
-    let r = run_toml(&order_race(
+    let racy = run_toml(&order_race(
+        &backend.url,
+        "accept-racy",
+        r#"level = "light""#,
+        None,
+    ));
+    let race = race_of(&racy);
+    assert_eq!(race.claimants, 5, "light is 5 claimants");
+    assert_eq!(race.rounds, 20, "light is 20 rounds");
+    assert!(race.multiple_winners > 0, "{race:?}");
+    assert_eq!(racy.grade, Grade::Critical);
+    let safe = run_toml(&order_race(
         &backend.url,
         "accept",
         r#"level = "light""#,
         None,
     ));
+    let race = race_of(&safe);
+    assert_eq!((race.single_winner, race.multiple_winners), (20, 0));
+}
+
+#[test]
+fn a_failing_setup_is_counted_and_no_round_runs() {
+    let backend = Backend::start();
+    let text = order_race(&backend.url, "accept", r#"level = "light""#, None)
+        .replace("url = \"/orders\"\n", "url = \"/orders/unknown\"\n");
+    let r = run_toml(&text);
     let race = race_of(&r);
     assert_eq!((race.rounds, race.setup_failures), (0, 20));
-    assert_eq!(race.claimants, 5, "light is 5 claimants");
-    assert!(race.error_samples["status"].contains("503"));
+    assert!(race.error_samples["status"].contains("404"), "{race:?}");
     assert_eq!(r.grade, Grade::Critical);
 }
 

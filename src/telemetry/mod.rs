@@ -348,6 +348,20 @@ impl Telemetry {
             }
             self.error_ratio.get_or_create(&probe).set(stats.error_rate);
         }
+        if let Some(race) = &r.race {
+            for (outcome, n) in [
+                ("single_winner", race.single_winner),
+                ("multiple_winners", race.multiple_winners),
+                ("no_winner", race.no_winner),
+            ] {
+                self.race_rounds
+                    .get_or_create(&OutcomeLabels {
+                        probe: r.probe.clone(),
+                        outcome: outcome.to_string(),
+                    })
+                    .inc_by(n);
+            }
+        }
     }
 
     /// Counts a scheduled run that did not start.
@@ -488,5 +502,44 @@ mod tests {
         )));
         assert!(text.contains("plimsoll_probe_skipped_total{probe=\"p\",reason=\"overlap\"} 2"));
         assert!(t.encode_openmetrics().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn race_rounds_are_counted_by_outcome() {
+        let t = Telemetry::new();
+        let mut r = crate::report::ProbeResult {
+            schema: crate::report::SCHEMA.into(),
+            probe: "vendor-race".into(),
+            kind: "race".into(),
+            started_at: "2026-11-26T00:00:00Z".into(),
+            duration_s: 1.0,
+            grade: Grade::Critical,
+            stats: None,
+            race: Some(crate::report::RaceStats {
+                rounds: 10,
+                single_winner: 7,
+                multiple_winners: 2,
+                no_winner: 1,
+                ..Default::default()
+            }),
+            thresholds: Vec::new(),
+            notes: Vec::new(),
+            series: Vec::new(),
+        };
+        t.record_run(&r, 0.0);
+        r.race.as_mut().unwrap().multiple_winners = 3;
+        t.record_run(&r, 0.0);
+        let text = t.encode_text();
+        for (outcome, n) in [
+            ("single_winner", 14),
+            ("multiple_winners", 5),
+            ("no_winner", 2),
+        ] {
+            let line = format!(
+                "plimsoll_race_rounds_total{{probe=\"vendor-race\",outcome=\"{outcome}\"}} {n}"
+            );
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+        assert!(text.contains("plimsoll_probe_success{probe=\"vendor-race\"} 0"));
     }
 }
