@@ -364,6 +364,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         share_target: false,
         load: Some(load),
         race: None,
+        benchmark: None,
     };
     let mut cfg = Config {
         target: vec![target],

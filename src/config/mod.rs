@@ -5,6 +5,7 @@
 //! value (`probe[2].load.phases[0].rate: must be greater than 0`). This module must not start
 //! anything: it only reads, checks and describes.
 
+mod benchmark;
 mod daemon;
 mod duration;
 mod load;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
@@ -123,7 +125,7 @@ fn default_report_dir() -> String {
 pub struct ProbeConfig {
     /// Unique name; it labels every metric and result of this probe.
     pub name: String,
-    /// Probe kind, a name from the registry (`load`, `race`).
+    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`).
     pub kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.
     #[serde(default)]
@@ -147,6 +149,9 @@ pub struct ProbeConfig {
     /// Settings of the `load` kind.
     #[serde(default)]
     pub load: Option<LoadConfig>,
+    /// Settings of the `benchmark` kind.
+    #[serde(default)]
+    pub benchmark: Option<BenchmarkConfig>,
     /// Settings of the `race` kind.
     #[serde(default)]
     pub race: Option<RaceConfig>,

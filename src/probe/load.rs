@@ -85,7 +85,7 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
 }
 
 /// The classic-bucket series of every step and status class that saw a request.
-fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
+pub(crate) fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
     let mut out = Vec::new();
     for ((name, method), s) in o
         .step_names
@@ -124,7 +124,7 @@ fn kinds_map(counts: &[u64]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn stats_of(o: &LoadOutcome) -> Stats {
+pub(crate) fn stats_of(o: &LoadOutcome) -> Stats {
     let rec = &o.recorder;
     let requests = rec.requests();
     let by_kind = rec.errors_by_kind();

@@ -5,6 +5,7 @@
 //! `critical`), never an error that stops the caller. Adding a kind is one file here, one line
 //! in the registry, one config sub-struct and one test.
 
+pub mod benchmark;
 pub mod load;
 pub mod race;
 pub mod registry;

@@ -31,6 +31,38 @@ fn race_line(r: &super::RaceStats) -> String {
     line
 }
 
+/// Seed 002's benchmark table: one row per operation.
+fn operations_table(s: &super::Stats) -> String {
+    let w = s
+        .endpoints
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let mut t = format!(
+        "{:<w$}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>6}",
+        "operation",
+        "samples",
+        "min ms",
+        "max ms",
+        "mean ms",
+        "median",
+        "p95 ms",
+        "p99 ms",
+        "errors"
+    );
+    for (name, e) in &s.endpoints {
+        let l = &e.latency_ms;
+        let _ = write!(
+            t,
+            "\n  {:<w$}  {:>7}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6}",
+            name, e.requests, l.min, l.max, l.mean, l.p50, l.p95, l.p99, e.errors
+        );
+    }
+    t
+}
+
 /// Renders the summary table of several results.
 pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
@@ -82,6 +114,11 @@ pub fn render(results: &[ProbeResult]) -> String {
         }
         if let Some(race) = &r.race {
             lines.push(race_line(race));
+        }
+        if r.kind == "benchmark" {
+            if let Some(s) = &r.stats {
+                lines.push(operations_table(s));
+            }
         }
         for t in &r.thresholds {
             if t.grade >= crate::verdict::Grade::Warning {
