@@ -8,6 +8,7 @@
 mod daemon;
 mod duration;
 mod load;
+mod otlp;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use secret::Secret;
 
 /// The whole configuration file.
@@ -36,6 +38,9 @@ pub struct Config {
     /// The daemon's endpoints and lifecycle (`plimsoll run`).
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// OTLP export of metrics and traces.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
 }
 
 /// A system under test.
@@ -304,6 +309,7 @@ impl Config {
     /// Checks everything that types alone cannot, resolving secrets on the way.
     pub fn validate(&mut self, problems: &mut Problems) {
         self.daemon.validate(problems);
+        self.otlp.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");
