@@ -219,7 +219,9 @@ headers = { "bad header" = "x" }
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
         assert!(problems("[otlp]\nendpoint = \"http://127.0.0.1:4317\"\n").is_empty());
-        assert!(problems("[otlp]\nsampling = 1\n").contains("otlp.sampling: unknown field `sampling`"));
+        assert!(
+            problems("[otlp]\nsampling = 1\n").contains("otlp.sampling: unknown field `sampling`")
+        );
     }
 
     #[test]

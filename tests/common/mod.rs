@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real servers on 127.0.0.1, bounded in time.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
