@@ -221,6 +221,22 @@ fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
+/// The HTTP client conventions' attributes of a successful GET to the target.
+fn assert_ok_get_attributes(attrs: &[KeyValue], port: u16) {
+    assert_eq!(str_attr(attrs, "plimsoll.probe").as_deref(), Some("traced"));
+    assert_eq!(
+        str_attr(attrs, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        str_attr(attrs, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(int_attr(attrs, "server.port"), Some(i64::from(port)));
+    assert_eq!(int_attr(attrs, "http.response.status_code"), Some(200));
+    assert!(attr(attrs, "error.type").is_none());
+}
+
 fn spans(store: &Store) -> Vec<Span> {
     store
         .traces
@@ -309,22 +325,7 @@ fn check_export(protocol: &str, endpoint: &str, store: &Store) {
     for c in &clients {
         assert!(child_of_root(c), "client span outside its run's trace");
         assert_eq!(c.name, "GET");
-        assert_eq!(
-            str_attr(&c.attributes, "http.request.method").as_deref(),
-            Some("GET")
-        );
-        assert_eq!(
-            str_attr(&c.attributes, "server.address").as_deref(),
-            Some("127.0.0.1")
-        );
-        assert_eq!(
-            int_attr(&c.attributes, "server.port"),
-            Some(i64::from(port))
-        );
-        assert_eq!(
-            int_attr(&c.attributes, "http.response.status_code"),
-            Some(200)
-        );
+        assert_ok_get_attributes(&c.attributes, port);
         assert!(c.end_time_unix_nano >= c.start_time_unix_nano);
     }
 
@@ -349,27 +350,7 @@ fn check_export(protocol: &str, endpoint: &str, store: &Store) {
     };
     let mut count = 0;
     for p in &hist.data_points {
-        assert_eq!(
-            str_attr(&p.attributes, "plimsoll.probe").as_deref(),
-            Some("traced")
-        );
-        assert_eq!(
-            str_attr(&p.attributes, "http.request.method").as_deref(),
-            Some("GET")
-        );
-        assert_eq!(
-            str_attr(&p.attributes, "server.address").as_deref(),
-            Some("127.0.0.1")
-        );
-        assert_eq!(
-            int_attr(&p.attributes, "server.port"),
-            Some(i64::from(port))
-        );
-        assert_eq!(
-            int_attr(&p.attributes, "http.response.status_code"),
-            Some(200)
-        );
-        assert!(attr(&p.attributes, "error.type").is_none());
+        assert_ok_get_attributes(&p.attributes, port);
         assert_eq!(p.explicit_bounds.len(), 14);
         count += p.count;
     }

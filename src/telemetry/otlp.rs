@@ -35,7 +35,7 @@ use crate::config::{OtlpConfig, ProbeConfig};
 use crate::engine::recorder::{ClassicBuckets, REQUEST_BUCKETS_SECONDS};
 use crate::engine::trace::random_id;
 use crate::engine::{ErrorKind, TraceContext};
-use crate::report::ProbeResult;
+use crate::report::{ProbeResult, StepInfo};
 use crate::verdict::Grade;
 
 thread_local! {
@@ -330,20 +330,9 @@ impl Otlp {
             let Some(step) = d.steps.get(c.step) else {
                 continue;
             };
-            let mut attrs = vec![
-                KeyValue::new("http.request.method", step.method.clone()),
-                KeyValue::new("server.address", step.server_address.clone()),
-                KeyValue::new("server.port", i64::from(step.server_port)),
-                KeyValue::new("plimsoll.probe", r.probe.clone()),
-                KeyValue::new("plimsoll.endpoint", step.name.clone()),
-            ];
-            if let Some(code) = c.status {
-                attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
-            }
+            let mut attrs = http_attributes(&r.probe, step, c.status, c.error);
+            attrs.push(KeyValue::new("plimsoll.endpoint", step.name.clone()));
             let error = error_type(c.status, c.error);
-            if let Some(e) = &error {
-                attrs.push(KeyValue::new("error.type", e.clone()));
-            }
             preset(None, SpanId::from_bytes(c.span_id));
             let mut span = tracer
                 .span_builder(step.method.clone())
@@ -403,32 +392,43 @@ fn error_type(status: Option<u16>, error: Option<ErrorKind>) -> Option<String> {
     }
 }
 
+/// The HTTP client conventions' attributes of a request, plus `plimsoll.probe`: the same on
+/// the duration histogram and on client spans.
+fn http_attributes(
+    probe: &str,
+    step: &StepInfo,
+    status: Option<u16>,
+    error: Option<ErrorKind>,
+) -> Vec<KeyValue> {
+    let mut attrs = vec![
+        KeyValue::new("http.request.method", step.method.clone()),
+        KeyValue::new("server.address", step.server_address.clone()),
+        KeyValue::new("server.port", i64::from(step.server_port)),
+        KeyValue::new("plimsoll.probe", probe.to_string()),
+    ];
+    if let Some(code) = status {
+        attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
+    }
+    if let Some(e) = error_type(status, error) {
+        attrs.push(KeyValue::new("error.type", e));
+    }
+    attrs
+}
+
 fn record_metrics(m: &Instruments, r: &ProbeResult) {
-    let probe = KeyValue::new("plimsoll.probe", r.probe.clone());
     let d = &r.detail;
     for s in &d.requests {
         let Some(step) = d.steps.get(s.step) else {
             continue;
         };
-        let mut attrs = vec![
-            KeyValue::new("http.request.method", step.method.clone()),
-            KeyValue::new("server.address", step.server_address.clone()),
-            KeyValue::new("server.port", i64::from(step.server_port)),
-            probe.clone(),
-        ];
-        if let Some(code) = s.status {
-            attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
-        }
-        if let Some(e) = error_type(s.status, s.error) {
-            attrs.push(KeyValue::new("error.type", e));
-        }
+        let attrs = http_attributes(&r.probe, step, s.status, s.error);
         for (value, count) in replay_values(&s.buckets) {
             for _ in 0..count {
                 m.request_duration.record(value, &attrs);
             }
         }
     }
-    let attrs = [probe];
+    let attrs = [KeyValue::new("plimsoll.probe", r.probe.clone())];
     let good = matches!(r.grade, Grade::Excellent | Grade::Good);
     m.grade.record(super::grade_number(r.grade), &attrs);
     m.success.record(i64::from(good), &attrs);

@@ -174,8 +174,44 @@ fn tonic_metadata(cfg: &OtlpConfig) -> opentelemetry_otlp::tonic_types::metadata
     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(h)
 }
 
-/// Builds the span exporter. Must be called inside `handle`'s context: the gRPC channel
-/// starts its background task on it.
+/// Builds an OTLP exporter (`SpanExporter` or `MetricExporter`, whose builders share their
+/// methods but no trait) for the transport, adding the signal's path to an HTTP base URL.
+macro_rules! otlp_exporter {
+    ($kind:ident, $cfg:expr, $protocol:expr, $signal:literal) => {{
+        let cfg: &OtlpConfig = $cfg;
+        match $protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = $kind::builder()
+                    .with_tonic()
+                    .with_metadata(tonic_metadata(cfg));
+                if let Some(e) = &cfg.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                if let Some(t) = cfg.timeout {
+                    b = b.with_timeout(t.as_duration());
+                }
+                b.build()
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut b = $kind::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_headers(headers_of(cfg).into_iter().collect());
+                if let Some(e) = &cfg.endpoint {
+                    b = b.with_endpoint(http_signal_url(e, $signal));
+                }
+                if let Some(t) = cfg.timeout {
+                    b = b.with_timeout(t.as_duration());
+                }
+                b.build()
+            }
+        }
+        .map_err(|e| format!("cannot build the OTLP {} exporter: {e}", $signal))
+    }};
+}
+
+/// Builds the span exporter inside `handle`'s context: the gRPC channel starts its
+/// background task on it.
 pub(super) fn span_exporter(
     cfg: &OtlpConfig,
     protocol: OtlpProtocol,
@@ -184,36 +220,8 @@ pub(super) fn span_exporter(
     dropped: Counter,
 ) -> Result<CountingSpanExporter, String> {
     let _entered = handle.enter();
-    let inner = match protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = SpanExporter::builder()
-                .with_tonic()
-                .with_metadata(tonic_metadata(cfg));
-            if let Some(e) = &cfg.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = cfg.timeout {
-                b = b.with_timeout(t.as_duration());
-            }
-            b.build()
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_headers(headers_of(cfg).into_iter().collect());
-            if let Some(e) = &cfg.endpoint {
-                b = b.with_endpoint(http_signal_url(e, "traces"));
-            }
-            if let Some(t) = cfg.timeout {
-                b = b.with_timeout(t.as_duration());
-            }
-            b.build()
-        }
-    }
-    .map_err(|e| format!("cannot build the OTLP span exporter: {e}"))?;
     Ok(CountingSpanExporter {
-        inner,
+        inner: otlp_exporter!(SpanExporter, cfg, protocol, "traces")?,
         handle: handle.clone(),
         pending,
         dropped,
@@ -229,36 +237,8 @@ pub(super) fn metric_exporter(
     dropped: Counter,
 ) -> Result<CountingMetricExporter, String> {
     let _entered = handle.enter();
-    let inner = match protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_metadata(tonic_metadata(cfg));
-            if let Some(e) = &cfg.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = cfg.timeout {
-                b = b.with_timeout(t.as_duration());
-            }
-            b.build()
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_headers(headers_of(cfg).into_iter().collect());
-            if let Some(e) = &cfg.endpoint {
-                b = b.with_endpoint(http_signal_url(e, "metrics"));
-            }
-            if let Some(t) = cfg.timeout {
-                b = b.with_timeout(t.as_duration());
-            }
-            b.build()
-        }
-    }
-    .map_err(|e| format!("cannot build the OTLP metric exporter: {e}"))?;
     Ok(CountingMetricExporter {
-        inner,
+        inner: otlp_exporter!(MetricExporter, cfg, protocol, "metrics")?,
         handle: handle.clone(),
         dropped,
         failures: FailureLog::default(),
