@@ -332,20 +332,23 @@ impl Worker {
                 error.map(|k| (k, "")),
                 bytes,
             );
-            if let (Some(x), Some(s)) = (&sampled, self.sampler.borrow_mut().as_mut()) {
-                s.record(
-                    sent,
-                    end,
-                    ClientSpan {
-                        span_id: x.span_id,
-                        step: i,
-                        // Set from the instants when the run ends.
-                        start: SystemTime::UNIX_EPOCH,
-                        end: SystemTime::UNIX_EPOCH,
-                        status,
-                        error,
-                    },
-                );
+            // Unsampled requests skip even the sampler's borrow.
+            if let Some(x) = &sampled {
+                if let Some(s) = self.sampler.borrow_mut().as_mut() {
+                    s.record(
+                        sent,
+                        end,
+                        ClientSpan {
+                            span_id: x.span_id,
+                            step: i,
+                            // Set from the instants when the run ends.
+                            start: SystemTime::UNIX_EPOCH,
+                            end: SystemTime::UNIX_EPOCH,
+                            status,
+                            error,
+                        },
+                    );
+                }
             }
             self.last_end.set(Some(end));
             slot.requests.fetch_add(1, Ordering::Relaxed);
