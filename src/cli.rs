@@ -371,6 +371,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         probe: vec![probe],
         report: config::ReportConfig { dir: String::new() },
         daemon: Default::default(),
+        otlp: Default::default(),
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();
@@ -412,6 +413,7 @@ fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBool>) 
     let mut ctx = RunContext {
         stop: stop.clone(),
         on_start: None,
+        trace: None,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;

@@ -9,6 +9,7 @@ mod benchmark;
 mod daemon;
 mod duration;
 mod load;
+mod otlp;
 mod race;
 mod secret;
 
@@ -21,6 +22,7 @@ pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use secret::Secret;
 
@@ -40,6 +42,9 @@ pub struct Config {
     /// The daemon's endpoints and lifecycle (`plimsoll run`).
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// OTLP export of metrics and traces.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
 }
 
 /// A system under test.
@@ -314,6 +319,7 @@ impl Config {
     /// Checks everything that types alone cannot, resolving secrets on the way.
     pub fn validate(&mut self, problems: &mut Problems) {
         self.daemon.validate(problems);
+        self.otlp.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");

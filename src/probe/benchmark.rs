@@ -101,6 +101,8 @@ fn combine(started_at: std::time::SystemTime, outcomes: Vec<LoadOutcome>) -> Loa
         planned: None,
         step_names: Vec::new(),
         step_methods: Vec::new(),
+        step_servers: Vec::new(),
+        client_spans: Vec::new(),
         stopped_early: false,
     };
     for o in outcomes {
@@ -117,6 +119,7 @@ fn combine(started_at: std::time::SystemTime, outcomes: Vec<LoadOutcome>) -> Loa
         all.elapsed += o.elapsed;
         all.step_names.extend(o.step_names);
         all.step_methods.extend(o.step_methods);
+        all.step_servers.extend(o.step_servers);
         all.stopped_early |= o.stopped_early;
     }
     all.recorder = recorder;
@@ -161,6 +164,7 @@ fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         duration_s: round3(o.elapsed.as_secs_f64()),
         grade: v.grade(),
         series: super::load::series_of(o),
+        detail: super::load::detail_of(o),
         stats: Some(stats),
         race: None,
         thresholds: v.results,

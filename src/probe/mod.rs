@@ -27,6 +27,9 @@ pub struct RunContext {
     pub stop: Arc<AtomicBool>,
     /// Called once with the live progress counters and the expected duration, for displays.
     pub on_start: Option<OnStart>,
+    /// The run's trace (the daemon's root span), when OTLP traces are on: load probes send
+    /// sampled requests with its `traceparent`.
+    pub trace: Option<crate::engine::TraceContext>,
 }
 
 /// One kind of probe.
@@ -61,6 +64,7 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         thresholds: Vec::new(),
         notes: vec![why],
         series: Vec::new(),
+        detail: Default::default(),
     }
 }
 

@@ -133,6 +133,7 @@ pub(super) fn grade_tally(
         stats: None,
         race: Some(stats),
         series: Vec::new(),
+        detail: Default::default(),
         thresholds: verdict.results,
         notes,
     }
