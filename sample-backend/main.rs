@@ -9,6 +9,7 @@
 //! `listening on http://IP:PORT`, and nothing else ever; errors go to stderr. SIGINT or SIGTERM
 //! stops accepting, lets open connections finish for a moment, and exits 0.
 
+mod calls;
 mod catalog;
 mod orders;
 mod reply;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use crate::calls::{self, Calls};
 use crate::catalog::Catalog;
 use crate::orders::{self, Orders};
 use crate::reply::{self, ReplyBody};
@@ -50,6 +51,8 @@ pub struct App {
     pattern: Bytes,
     /// The order API's store, when the backend was given a database.
     orders: Orders,
+    /// The call-state API's calls (seed 003), in memory.
+    calls: Calls,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -89,6 +92,7 @@ impl App {
             catalog: Catalog::build(),
             pattern: Bytes::from(pattern_chunk()),
             orders,
+            calls: Calls::default(),
         })
     }
 
@@ -117,6 +121,9 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     if orders::owns(path) {
         return orders::respond(&app.orders, &parts.method, path, body).await;
+    }
+    if calls::owns(path) {
+        return calls::respond(&app.calls, &parts.method, path, body).await;
     }
     let known = matches!(
         path,

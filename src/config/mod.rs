@@ -8,6 +8,7 @@
 mod benchmark;
 mod daemon;
 mod duration;
+mod flow;
 mod load;
 mod otlp;
 mod race;
@@ -21,6 +22,10 @@ use serde::Deserialize;
 pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
+pub use flow::{
+    parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
+    FlowStepConfig, JsonExpectConfig, ScenarioConfig,
+};
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
@@ -216,6 +221,13 @@ pub struct LoadConfig {
     /// The requests of an iteration, sent in order by one virtual user.
     #[serde(default)]
     pub steps: Vec<crate::engine::template::RequestConfig>,
+    /// Flows: scenarios picked per iteration by weight, with captures and expectations
+    /// (the third way to describe an iteration, beside `request` and `steps`).
+    #[serde(default)]
+    pub scenarios: Vec<ScenarioConfig>,
+    /// A data file whose rows feed `{{column}}` variables, one row per iteration.
+    #[serde(default)]
+    pub data: Option<DataConfig>,
 }
 
 fn default_closed_duration() -> Option<HumanDuration> {
@@ -510,20 +522,33 @@ impl LoadConfig {
                 );
             }
         }
-        match (&self.request, self.steps.is_empty()) {
-            (None, true) => problems.push(
+        let shapes = [
+            self.request.is_some(),
+            !self.steps.is_empty(),
+            !self.scenarios.is_empty(),
+        ];
+        match shapes.iter().filter(|s| **s).count() {
+            0 => problems.push(
                 path,
-                "missing: `request` (one request) or `steps` (several)",
+                "missing: `request` (one request), `steps` (several) or `scenarios` (flows)",
             ),
-            (Some(_), false) => {
-                problems.push(path, "`request` and `steps` exclude each other; keep one")
-            }
-            _ => {}
+            1 => {}
+            _ => problems.push(
+                path,
+                "`request`, `steps` and `scenarios` exclude each other; keep one",
+            ),
         }
         for (k, g) in &self.vars {
             g.validate(&format!("{path}.vars.{k}"), problems);
         }
-        let vars: Vec<String> = self.vars.keys().cloned().collect();
+        let mut vars: Vec<String> = self.vars.keys().cloned().collect();
+        if let Some(d) = &self.data {
+            match d.read() {
+                Ok(rows) => vars.extend(rows.columns),
+                Err(e) => problems.push(format!("{path}.data.file"), e),
+            }
+        }
+        flow::validate_scenarios(&mut self.scenarios, path, &vars, problems);
         if let Some(r) = &mut self.request {
             r.validate(&format!("{path}.request"), &vars, problems);
         }

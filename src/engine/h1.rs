@@ -70,6 +70,8 @@ enum Framing {
 
 #[derive(Debug)]
 struct Head {
+    /// Length of the head in bytes, blank line included.
+    len: usize,
     status: u16,
     framing: Framing,
     keep_alive: bool,
@@ -108,7 +110,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         request: &[u8],
         head_request: bool,
         max_body: u64,
+        keep: Option<&mut Vec<u8>>,
+    ) -> Result<Response1, RequestError> {
+        self.exchange_keeping(request, head_request, max_body, keep, None)
+            .await
+    }
+
+    /// [`exchange_into`](Self::exchange_into), also copying the final response head (status
+    /// line and headers, as received) into `head` when given: for a flow that captures or
+    /// checks a header. Only such steps pay for the copy.
+    pub async fn exchange_keeping(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+        max_body: u64,
         mut keep: Option<&mut Vec<u8>>,
+        head_out: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
         if let Some(k) = keep.as_deref_mut() {
             k.clear();
@@ -134,6 +151,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
                 break head;
             }
         };
+        if let Some(h) = head_out {
+            h.clear();
+            h.extend_from_slice(&self.buf[self.start - head.len..self.start]);
+        }
         let body_bytes = match head.framing {
             Framing::Empty => 0,
             Framing::Length(n) => {
@@ -380,6 +401,7 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<(usize, Head)>,
     Ok(Some((
         len,
         Head {
+            len,
             status,
             framing,
             keep_alive,

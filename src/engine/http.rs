@@ -281,9 +281,28 @@ impl Conn {
         max_body: u64,
         keep: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
+        self.exchange_h1_keeping(request, head_request, max_body, keep, None)
+            .await
+    }
+
+    /// [`exchange_h1`](Self::exchange_h1), also keeping the response head in `head`.
+    pub async fn exchange_h1_keeping(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+        max_body: u64,
+        keep: Option<&mut Vec<u8>>,
+        head: Option<&mut Vec<u8>>,
+    ) -> Result<Response1, RequestError> {
         match self {
-            Conn::H1(c) => c.exchange_into(request, head_request, max_body, keep).await,
-            Conn::H1Tls(c) => c.exchange_into(request, head_request, max_body, keep).await,
+            Conn::H1(c) => {
+                c.exchange_keeping(request, head_request, max_body, keep, head)
+                    .await
+            }
+            Conn::H1Tls(c) => {
+                c.exchange_keeping(request, head_request, max_body, keep, head)
+                    .await
+            }
             Conn::H2(_) => Err(RequestError::new(
                 ErrorKind::Protocol,
                 "an HTTP/1.1 request was sent on an HTTP/2 connection",
@@ -299,7 +318,20 @@ impl Conn {
         &mut self,
         req: Request<ReqBody>,
         max_body: u64,
+        keep: Option<&mut Vec<u8>>,
+    ) -> Result<Response1, RequestError> {
+        self.exchange_h2_keeping(req, max_body, keep, None).await
+    }
+
+    /// [`exchange_h2`](Self::exchange_h2), also writing the response head into `head` in
+    /// HTTP/1.1 text form (`HTTP/2 200`, then `name: value` lines), so flows read the headers
+    /// of both versions the same way.
+    pub async fn exchange_h2_keeping(
+        &mut self,
+        req: Request<ReqBody>,
+        max_body: u64,
         mut keep: Option<&mut Vec<u8>>,
+        head: Option<&mut Vec<u8>>,
     ) -> Result<Response1, RequestError> {
         if let Some(k) = keep.as_deref_mut() {
             k.clear();
@@ -313,6 +345,17 @@ impl Conn {
         s.ready().await.map_err(hyper_error)?;
         let resp = s.send_request(req).await.map_err(hyper_error)?;
         let status = resp.status().as_u16();
+        if let Some(h) = head {
+            h.clear();
+            h.extend_from_slice(format!("HTTP/2 {status}\r\n").as_bytes());
+            for (name, value) in resp.headers() {
+                h.extend_from_slice(name.as_str().as_bytes());
+                h.extend_from_slice(b": ");
+                h.extend_from_slice(value.as_bytes());
+                h.extend_from_slice(b"\r\n");
+            }
+            h.extend_from_slice(b"\r\n");
+        }
         let mut body = resp.into_body();
         let mut n = 0u64;
         while let Some(frame) = body.frame().await {

@@ -5,6 +5,7 @@
 //! merged measurements. The engine knows nothing of probes, grades or metrics: it measures and
 //! hands back numbers.
 
+pub mod flow;
 pub mod h1;
 pub mod http;
 pub mod plan;
@@ -46,6 +47,11 @@ pub struct LoadSpec {
     /// Distinct scheme/host/port combinations the steps talk to.
     pub endpoints: Vec<http::Endpoint>,
     pub generators: Generators,
+    /// Weighted scenarios with captures and checks, when the load is a flow; `steps` then
+    /// holds every scenario's requests and the scenarios point into it.
+    pub flow: Option<flow::Flow>,
+    /// Rows of a data file, one per iteration.
+    pub data: Option<flow::DataSet>,
     pub timeout: Duration,
     pub max_body: u64,
     pub max_in_flight: u32,
@@ -76,6 +82,22 @@ impl LoadSpec {
         let mut generators = Generators::new(&load.vars);
         let mut endpoints = Vec::new();
         let mut steps = Vec::new();
+        // Data columns take their slots before any template that names them is compiled.
+        let data = match &load.data {
+            Some(d) => Some(flow::DataSet::load(d, &mut generators)?),
+            None => None,
+        };
+        let flow = if load.scenarios.is_empty() {
+            None
+        } else {
+            Some(flow::Flow::compile(
+                load,
+                target,
+                &mut endpoints,
+                &mut generators,
+                &mut steps,
+            )?)
+        };
         for cfg in load.step_configs() {
             steps.push(PreparedStep::compile(
                 cfg,
@@ -98,6 +120,8 @@ impl LoadSpec {
             steps,
             endpoints,
             generators,
+            flow,
+            data,
             timeout: load.timeout.as_duration(),
             max_body: load.max_body_bytes,
             max_in_flight: load.max_in_flight,

@@ -381,11 +381,17 @@ pub struct Generators {
 #[derive(Debug)]
 enum Generator {
     Sequence(AtomicU64),
-    RandomId { prefix: String, length: usize },
+    RandomId {
+        prefix: String,
+        length: usize,
+    },
     Uuid,
     Timestamp(TimestampFormat),
     Choice(Vec<String>),
     RandomInt(i64, i64),
+    /// A value the run sets itself (a flow's capture, a data file's column); empty at the
+    /// start of every iteration.
+    Slot,
 }
 
 impl Generators {
@@ -420,6 +426,19 @@ impl Generators {
         // Validation guarantees an undeclared name is a built-in.
         let cfg = GeneratorConfig::builtin(name).unwrap_or(GeneratorConfig::Uuid);
         self.add(name, &cfg)
+    }
+
+    /// The slot of a variable the run fills itself (a capture, a data column), added empty if
+    /// no generator has that name yet. Call it before compiling templates that use the name.
+    pub fn slot(&mut self, name: &str) -> usize {
+        match self.position(name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name.to_string());
+                self.gens.push(Generator::Slot);
+                self.names.len() - 1
+            }
+        }
     }
 
     /// Slot of a named generator in an iteration's values, if the run has one by that name
@@ -494,6 +513,7 @@ impl Generators {
                     Ok(())
                 }
                 Generator::RandomInt(lo, hi) => write!(v, "{}", fastrand::i64(*lo..=*hi)),
+                Generator::Slot => Ok(()),
             };
         }
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
+use super::flow::{Flow, FlowStep, Kept};
 use super::http::{Conn, ErrorKind, RequestError};
 use super::plan::{ArrivalPlan, ClosedPlan, Shard};
 use super::recorder::{Progress, Recorder};
@@ -188,6 +189,21 @@ struct Vu {
     scratch: Scratch,
     /// Serialized HTTP/1.1 requests of steps that vary per iteration.
     request: Vec<u8>,
+    /// What flow steps keep of their responses (empty, never allocated, in plain loads).
+    kept: Kept,
+}
+
+/// Where an exchange keeps the response's body and head; plain loads keep neither.
+struct Keep<'a> {
+    body: Option<&'a mut Vec<u8>>,
+    head: Option<&'a mut Vec<u8>>,
+}
+
+impl Keep<'_> {
+    const NONE: Keep<'static> = Keep {
+        body: None,
+        head: None,
+    };
 }
 
 /// Everything a worker owns. Single-threaded: `Cell`/`RefCell`, never locks.
@@ -274,88 +290,154 @@ impl Worker {
     async fn iteration(&self, vu: &mut Vu, planned: Option<Instant>) -> Result<(), ErrorKind> {
         let spec = &*self.spec;
         spec.generators.fill(&mut vu.values);
+        if let Some(d) = &spec.data {
+            d.fill(&mut vu.values);
+        }
+        if let Some(flow) = &spec.flow {
+            return self.flow_iteration(vu, planned, flow).await;
+        }
+        for i in 0..spec.steps.len() {
+            let due = if i == 0 { planned } else { None };
+            self.request(vu, i, due, None).await?;
+        }
+        Ok(())
+    }
+
+    /// One iteration of a flow: a scenario drawn by weight, its steps in order (skipped when
+    /// their `if` variable is empty, repeated by `loop`, followed by their think time).
+    async fn flow_iteration(
+        &self,
+        vu: &mut Vu,
+        mut planned: Option<Instant>,
+        flow: &Flow,
+    ) -> Result<(), ErrorKind> {
+        for fs in &flow.choose().steps {
+            if fs.when.is_some_and(|slot| vu.values[slot].is_empty()) {
+                continue;
+            }
+            for _ in 0..fs.repeat {
+                // The first request sent, whichever step it is, is the one the plan timed.
+                self.request(vu, fs.step, planned.take(), Some(fs)).await?;
+                if !fs.think.is_zero() {
+                    tokio::time::sleep(fs.think).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends step `i`'s request, records it, and returns the error that ends the iteration.
+    /// `planned` (the arrival's planned time) makes latency count from it. A flow step keeps
+    /// what its rules read of the response and inspects it: a broken rule is an `expect` error.
+    async fn request(
+        &self,
+        vu: &mut Vu,
+        i: usize,
+        planned: Option<Instant>,
+        flow_step: Option<&FlowStep>,
+    ) -> Result<(), ErrorKind> {
+        let spec = &*self.spec;
+        let step = &spec.steps[i];
         let slot = &self.progress.slots[self.id];
-        for (i, step) in spec.steps.iter().enumerate() {
-            let sent = Instant::now();
-            let due = match (i, planned) {
-                (0, Some(p)) => {
-                    self.recorder
-                        .borrow_mut()
-                        .send_lag
-                        .saturating_record(sent.saturating_duration_since(p).as_micros() as u64);
-                    p
-                }
-                _ => sent,
-            };
-            let deadline = tokio::time::Instant::from_std(due + spec.timeout);
-            let sampled = match self.sampler.borrow_mut().as_mut() {
-                Some(s) => s.sample(),
-                None => None,
-            };
-            let result =
-                tokio::time::timeout_at(deadline, self.exchange(vu, i, sampled.as_ref())).await;
-            let end = Instant::now();
-            let mut bytes = 0;
-            let (status, error) = match result {
-                Err(_) => {
-                    // The exchange future owned the connection and is gone with it: a
-                    // connection with a request still in flight is never reused.
-                    (None, Some(ErrorKind::Timeout))
-                }
-                Ok(Err(e)) => {
-                    self.note_error(e.kind, || e.message.clone());
-                    (None, Some(e.kind))
-                }
-                Ok(Ok((code, n))) => {
-                    bytes = n;
-                    if step.accepts(code) {
-                        (Some(code), None)
-                    } else {
-                        (Some(code), Some(ErrorKind::Status))
+        let sent = Instant::now();
+        let due = match planned {
+            Some(p) => {
+                self.recorder
+                    .borrow_mut()
+                    .send_lag
+                    .saturating_record(sent.saturating_duration_since(p).as_micros() as u64);
+                p
+            }
+            None => sent,
+        };
+        let deadline = tokio::time::Instant::from_std(due + spec.timeout);
+        let sampled = match self.sampler.borrow_mut().as_mut() {
+            Some(s) => s.sample(),
+            None => None,
+        };
+        // The kept buffers leave the user for the exchange, which borrows it whole.
+        let mut kept = flow_step.map(|_| std::mem::take(&mut vu.kept));
+        let keep = match (flow_step, kept.as_mut()) {
+            (Some(fs), Some(k)) => Keep {
+                body: fs.keep_body.then_some(&mut k.body),
+                head: fs.keep_head.then_some(&mut k.head),
+            },
+            _ => Keep::NONE,
+        };
+        let result =
+            tokio::time::timeout_at(deadline, self.exchange(vu, i, sampled.as_ref(), keep)).await;
+        let end = Instant::now();
+        let mut bytes = 0;
+        let (status, error) = match result {
+            Err(_) => {
+                // The exchange future owned the connection and is gone with it: a
+                // connection with a request still in flight is never reused.
+                (None, Some(ErrorKind::Timeout))
+            }
+            Ok(Err(e)) => {
+                self.note_error(e.kind, || e.message.clone());
+                (None, Some(e.kind))
+            }
+            Ok(Ok((code, n))) => {
+                bytes = n;
+                if !step.accepts(code) {
+                    (Some(code), Some(ErrorKind::Status))
+                } else if let (Some(fs), Some(k)) = (flow_step, kept.as_ref()) {
+                    match fs.inspect(k, &mut vu.values) {
+                        Ok(()) => (Some(code), None),
+                        Err(m) => {
+                            self.note_error(ErrorKind::Expect, || format!("{}: {m}", step.name));
+                            (Some(code), Some(ErrorKind::Expect))
+                        }
                     }
-                }
-            };
-            match error {
-                Some(ErrorKind::Timeout) => self.note_error(ErrorKind::Timeout, || {
-                    format!("no complete response within {:?} (timeout)", spec.timeout)
-                }),
-                Some(ErrorKind::Status) => self.note_error(ErrorKind::Status, || {
-                    format!("unexpected status {}", status.unwrap_or(0))
-                }),
-                _ => {}
-            }
-            self.recorder.borrow_mut().request(
-                i,
-                end.saturating_duration_since(due),
-                end.saturating_duration_since(sent),
-                status,
-                error.map(|k| (k, "")),
-                bytes,
-            );
-            // Unsampled requests skip even the sampler's borrow.
-            if let Some(x) = &sampled {
-                if let Some(s) = self.sampler.borrow_mut().as_mut() {
-                    s.record(
-                        sent,
-                        end,
-                        ClientSpan {
-                            span_id: x.span_id,
-                            step: i,
-                            // Set from the instants when the run ends.
-                            start: SystemTime::UNIX_EPOCH,
-                            end: SystemTime::UNIX_EPOCH,
-                            status,
-                            error,
-                        },
-                    );
+                } else {
+                    (Some(code), None)
                 }
             }
-            self.last_end.set(Some(end));
-            slot.requests.fetch_add(1, Ordering::Relaxed);
-            if let Some(kind) = error {
-                slot.errors.fetch_add(1, Ordering::Relaxed);
-                return Err(kind);
+        };
+        if let Some(k) = kept {
+            vu.kept = k;
+        }
+        match error {
+            Some(ErrorKind::Timeout) => self.note_error(ErrorKind::Timeout, || {
+                format!("no complete response within {:?} (timeout)", spec.timeout)
+            }),
+            Some(ErrorKind::Status) => self.note_error(ErrorKind::Status, || {
+                format!("unexpected status {}", status.unwrap_or(0))
+            }),
+            _ => {}
+        }
+        self.recorder.borrow_mut().request(
+            i,
+            end.saturating_duration_since(due),
+            end.saturating_duration_since(sent),
+            status,
+            error.map(|k| (k, "")),
+            bytes,
+        );
+        // Unsampled requests skip even the sampler's borrow.
+        if let Some(x) = &sampled {
+            if let Some(s) = self.sampler.borrow_mut().as_mut() {
+                s.record(
+                    sent,
+                    end,
+                    ClientSpan {
+                        span_id: x.span_id,
+                        step: i,
+                        // Set from the instants when the run ends.
+                        start: SystemTime::UNIX_EPOCH,
+                        end: SystemTime::UNIX_EPOCH,
+                        status,
+                        error,
+                    },
+                );
             }
+        }
+        self.last_end.set(Some(end));
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = error {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(kind);
         }
         Ok(())
     }
@@ -376,6 +458,7 @@ impl Worker {
         vu: &mut Vu,
         i: usize,
         sampled: Option<&Sampled>,
+        keep: Keep<'_>,
     ) -> Result<(u16, u64), RequestError> {
         let step = &self.spec.steps[i];
         let ep = step.endpoint;
@@ -396,7 +479,8 @@ impl Worker {
                     req.headers_mut().insert("traceparent", v);
                 }
             }
-            conn.exchange_h2(req, self.spec.max_body, None).await?
+            conn.exchange_h2_keeping(req, self.spec.max_body, keep.body, keep.head)
+                .await?
         } else {
             let bytes = match sampled {
                 None => step.h1_bytes(&vu.values, &mut vu.scratch, &mut vu.request)?,
@@ -407,8 +491,14 @@ impl Worker {
                     &x.traceparent,
                 )?,
             };
-            conn.exchange_h1(bytes, step.is_head, self.spec.max_body, None)
-                .await?
+            conn.exchange_h1_keeping(
+                bytes,
+                step.is_head,
+                self.spec.max_body,
+                keep.body,
+                keep.head,
+            )
+            .await?
         };
         // Only a connection that finished its exchange cleanly, and that the response allows
         // to be reused, goes back to the user.

@@ -33,6 +33,12 @@ impl ProbeKind for LoadProbe {
                         };
                         super::require_absolute_url(&s.url, at, problems);
                     }
+                    for (i, sc) in l.scenarios.iter().enumerate() {
+                        for (j, st) in sc.steps.iter().enumerate() {
+                            let at = format!("{path}.load.scenarios[{i}].steps[{j}].request.url");
+                            super::require_absolute_url(&st.request.url, at, problems);
+                        }
+                    }
                 }
             }
             None => problems.push(
