@@ -49,6 +49,8 @@ fn shipped_configs_validate() {
         "config/examples/webhook-levels.toml",
         "config/examples/vendor-race.toml",
         "config/examples/benchmark.toml",
+        "config/examples/call-states.toml",
+        "config/examples/bounties-wallet.toml",
     ] {
         let out = plimsoll()
             .args(["validate", "--config", f])
