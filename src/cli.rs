@@ -44,6 +44,23 @@ pub enum Command {
     Run(RunArgs),
     /// Start the sample backend and the daemon on embedded defaults, on loopback.
     Demo(DemoArgs),
+    /// Convert another tool's script into a Plimsoll configuration (printed on stdout).
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// Scripts `plimsoll import` converts.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// An Artillery script (YAML): prints the configuration on stdout and lists on stderr
+    /// what could not be converted.
+    Artillery(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The script to convert.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +162,43 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Validate(a) => validate(a),
         Command::Run(a) => run_daemon(a),
         Command::Demo(a) => crate::daemon::demo::run(a.listen),
+        Command::Import(ImportCommand::Artillery(a)) => import_artillery(&a.file),
+    }
+}
+
+/// Converts an Artillery script: the configuration on stdout, what was not converted on
+/// stderr; 0 once converted (even with omissions), 3 for a file that is not a script.
+fn import_artillery(file: &std::path::Path) -> i32 {
+    let converted = std::fs::read_to_string(file)
+        .map_err(|source| crate::import::ImportError::Read {
+            path: file.display().to_string(),
+            source,
+        })
+        .and_then(|text| {
+            let name = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "artillery".into());
+            crate::import::artillery::convert(&text, &name)
+        });
+    match converted {
+        Ok(c) => {
+            if !c.dropped.is_empty() {
+                eprintln!(
+                    "plimsoll import artillery: {} item(s) not converted or changed:",
+                    c.dropped.len()
+                );
+                for d in &c.dropped {
+                    eprintln!("  {d}");
+                }
+            }
+            stdout(&c.toml);
+            0
+        }
+        Err(e) => {
+            eprintln!("plimsoll import artillery: {}: {e}", file.display());
+            EXIT_USAGE
+        }
     }
 }
 
