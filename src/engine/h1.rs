@@ -99,27 +99,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         head_request: bool,
         max_body: u64,
     ) -> Result<Response1, RequestError> {
-        self.exchange_into(request, head_request, max_body, None)
+        self.exchange_into(request, head_request, max_body, None, None)
             .await
     }
 
     /// [`exchange`](Self::exchange), keeping the body's bytes in `keep` (cleared first) when
-    /// given: for a caller that must read the answer (a captured id, a JSON rule).
+    /// given: for a caller that must read the answer (a captured id, a JSON rule). With
+    /// `head_out`, the final response head (status line and headers, as received) is copied
+    /// there too, for a flow that captures or checks a header; only such steps pay for it.
     pub async fn exchange_into(
-        &mut self,
-        request: &[u8],
-        head_request: bool,
-        max_body: u64,
-        keep: Option<&mut Vec<u8>>,
-    ) -> Result<Response1, RequestError> {
-        self.exchange_keeping(request, head_request, max_body, keep, None)
-            .await
-    }
-
-    /// [`exchange_into`](Self::exchange_into), also copying the final response head (status
-    /// line and headers, as received) into `head` when given: for a flow that captures or
-    /// checks a header. Only such steps pay for the copy.
-    pub async fn exchange_keeping(
         &mut self,
         request: &[u8],
         head_request: bool,

@@ -469,7 +469,7 @@ async fn kept_bodies_hold_only_data_bytes() {
         for piece in 1..response.len() {
             let mut conn = H1Conn::new(Scripted::new(response, piece));
             let mut body = b"stale".to_vec();
-            let r = bounded(conn.exchange_into(&get("/x"), false, MAX, Some(&mut body)))
+            let r = bounded(conn.exchange_into(&get("/x"), false, MAX, Some(&mut body), None))
                 .await
                 .unwrap();
             assert_eq!(body, b"{\"id\":42}", "piece {piece}");

@@ -272,21 +272,10 @@ impl Conn {
     }
 
     /// One HTTP/1.1 exchange of a serialized request; see [`H1Conn::exchange`]. With `keep`,
-    /// the response body is kept there (cleared first), for a caller that reads the answer;
-    /// the load hot path passes `None` and nothing is copied.
+    /// the response body is kept there (cleared first), and with `head` the response head,
+    /// for a caller that reads the answer; the load hot path passes `None` and nothing is
+    /// copied.
     pub async fn exchange_h1(
-        &mut self,
-        request: &[u8],
-        head_request: bool,
-        max_body: u64,
-        keep: Option<&mut Vec<u8>>,
-    ) -> Result<Response1, RequestError> {
-        self.exchange_h1_keeping(request, head_request, max_body, keep, None)
-            .await
-    }
-
-    /// [`exchange_h1`](Self::exchange_h1), also keeping the response head in `head`.
-    pub async fn exchange_h1_keeping(
         &mut self,
         request: &[u8],
         head_request: bool,
@@ -296,11 +285,11 @@ impl Conn {
     ) -> Result<Response1, RequestError> {
         match self {
             Conn::H1(c) => {
-                c.exchange_keeping(request, head_request, max_body, keep, head)
+                c.exchange_into(request, head_request, max_body, keep, head)
                     .await
             }
             Conn::H1Tls(c) => {
-                c.exchange_keeping(request, head_request, max_body, keep, head)
+                c.exchange_into(request, head_request, max_body, keep, head)
                     .await
             }
             Conn::H2(_) => Err(RequestError::new(
@@ -313,20 +302,10 @@ impl Conn {
     /// Sends an HTTP/2 request and reads the whole response body; returns the status and the
     /// body's size. Without `keep` the body is drained frame by frame and never kept, so a
     /// 100 MB answer costs no memory, only the `max_body` check; with it, the body is kept
-    /// there (cleared first).
+    /// there (cleared first). With `head`, the response head is written there in HTTP/1.1
+    /// text form (`HTTP/2 200`, then `name: value` lines), so flows read the headers of both
+    /// versions the same way.
     pub async fn exchange_h2(
-        &mut self,
-        req: Request<ReqBody>,
-        max_body: u64,
-        keep: Option<&mut Vec<u8>>,
-    ) -> Result<Response1, RequestError> {
-        self.exchange_h2_keeping(req, max_body, keep, None).await
-    }
-
-    /// [`exchange_h2`](Self::exchange_h2), also writing the response head into `head` in
-    /// HTTP/1.1 text form (`HTTP/2 200`, then `name: value` lines), so flows read the headers
-    /// of both versions the same way.
-    pub async fn exchange_h2_keeping(
         &mut self,
         req: Request<ReqBody>,
         max_body: u64,

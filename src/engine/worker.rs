@@ -479,7 +479,7 @@ impl Worker {
                     req.headers_mut().insert("traceparent", v);
                 }
             }
-            conn.exchange_h2_keeping(req, self.spec.max_body, keep.body, keep.head)
+            conn.exchange_h2(req, self.spec.max_body, keep.body, keep.head)
                 .await?
         } else {
             let bytes = match sampled {
@@ -491,7 +491,7 @@ impl Worker {
                     &x.traceparent,
                 )?,
             };
-            conn.exchange_h1_keeping(
+            conn.exchange_h1(
                 bytes,
                 step.is_head,
                 self.spec.max_body,

@@ -246,10 +246,7 @@ impl Converter {
     }
 
     fn payload(&mut self, p: &str, v: &Value) {
-        let list: Vec<&Value> = match v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
+        let list = one_or_many(v);
         for (j, pl) in list.into_iter().enumerate() {
             let pp = if v.is_array() {
                 format!("{p}[{j}]")
@@ -529,10 +526,7 @@ impl Converter {
     }
 
     fn captures(&mut self, p: &str, v: &Value, s: &mut Step) {
-        let list: Vec<&Value> = match v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
+        let list = one_or_many(v);
         for (j, c) in list.into_iter().enumerate() {
             let cp = format!("{p}[{j}]");
             let Some(o) = c.as_object() else { continue };
@@ -575,22 +569,15 @@ impl Converter {
     }
 
     fn expects(&mut self, p: &str, v: &Value, s: &mut Step) {
-        let list: Vec<&Value> = match v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
+        let list = one_or_many(v);
         for (j, e) in list.into_iter().enumerate() {
             let ep = format!("{p}[{j}]");
             for (k, val) in e.as_object().into_iter().flatten() {
                 let kp = format!("{ep}.{k}");
                 match k.as_str() {
                     "statusCode" => {
-                        let codes: Vec<Value> = match val {
-                            Value::Array(a) => a.clone(),
-                            other => vec![other.clone()],
-                        };
-                        let codes: Vec<Value> = codes
-                            .iter()
+                        let codes: Vec<Value> = one_or_many(val)
+                            .into_iter()
                             .filter_map(|c| text_of(c).parse::<u16>().ok())
                             .map(Value::from)
                             .collect();
@@ -882,6 +869,14 @@ fn equals_rule(val: &Value, captures: &[Pairs]) -> Option<Value> {
         (pair(c, "as")?.as_str()? == var).then(|| pair(c, "json")?.as_str().map(str::to_string))?
     })?;
     Some(serde_json::json!({ "pointer": ptr, "equals": literal }))
+}
+
+/// Artillery often takes one item or a list of them.
+fn one_or_many(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    }
 }
 
 fn pair<'a>(pairs: &'a Pairs, k: &str) -> Option<&'a Value> {

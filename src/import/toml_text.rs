@@ -34,30 +34,26 @@ pub fn inline(v: &Value) -> String {
             let items: Vec<String> = a.iter().map(inline).collect();
             format!("[{}]", items.join(", "))
         }
-        Value::Object(o) => {
-            if o.is_empty() {
-                return "{}".to_string();
-            }
-            let items: Vec<String> = o
-                .iter()
-                .map(|(k, v)| format!("{} = {}", key(k), inline(v)))
-                .collect();
-            format!("{{ {} }}", items.join(", "))
-        }
+        Value::Object(o) => table(o.iter()),
+    }
+}
+
+/// An inline table of the entries, in the order given.
+fn table<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>) -> String {
+    let items: Vec<String> = entries
+        .map(|(k, v)| format!("{} = {}", key(k), inline(v)))
+        .collect();
+    if items.is_empty() {
+        "{}".to_string()
+    } else {
+        format!("{{ {} }}", items.join(", "))
     }
 }
 
 /// An inline table with its keys in the given order (`{ method = …, url = … }` reads better
 /// than the alphabetical order of a JSON map).
 pub fn inline_pairs(pairs: &[(String, Value)]) -> String {
-    if pairs.is_empty() {
-        return "{}".to_string();
-    }
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{} = {}", key(k), inline(v)))
-        .collect();
-    format!("{{ {} }}", items.join(", "))
+    table(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 #[cfg(test)]

@@ -47,8 +47,11 @@ pub(super) async fn exchange(
     body: &mut Vec<u8>,
 ) -> Result<Response1, RequestError> {
     match req {
-        Outgoing::H1 { bytes, head } => conn.exchange_h1(&bytes, head, max_body, Some(body)).await,
-        Outgoing::H2(r) => conn.exchange_h2(*r, max_body, Some(body)).await,
+        Outgoing::H1 { bytes, head } => {
+            conn.exchange_h1(&bytes, head, max_body, Some(body), None)
+                .await
+        }
+        Outgoing::H2(r) => conn.exchange_h2(*r, max_body, Some(body), None).await,
     }
 }
 
