@@ -33,20 +33,25 @@ fn stats(text: &str) -> Stats {
     run_toml(text).stats.expect("a load result has stats")
 }
 
-/// One GET on a fresh connection; the response body.
-fn get(base: &str, path: &str) -> String {
+/// One request without a body on a fresh connection; the status and the response body.
+fn send(base: &str, method: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
+    let status = text[9..12].parse().unwrap();
+    (status, text.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+fn get(base: &str, path: &str) -> String {
+    send(base, "GET", path).1
 }
 
 fn call(base: &str, id: u64) -> serde_json::Value {
@@ -125,6 +130,26 @@ fn the_open_model_runs_flows_too() {
         s.error_samples
     );
     assert_eq!(s.requests, 200);
+}
+
+#[test]
+fn headers_are_captured_and_checked_over_http2_too() {
+    let b = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = data_file(&dir, "callers.csv", "phone\n+1555000\n");
+    let load = format!(
+        "concurrency = 2\niterations = 5\n[probe.load.data]\nfile = {csv:?}\n{PROGRESSION}\n\
+         [[probe.load.scenarios.steps]]\nname = \"where\"\nrequest = {{ url = \"{{{{where}}}}\" }}\n\
+         expect = {{ json = [ {{ pointer = \"/state\", equals = \"COMPLETED\" }} ] }}\n"
+    );
+    // The same flow with the target spoken to in HTTP/2 (prior knowledge): the head of an
+    // HTTP/2 response is kept in the same text form as an HTTP/1.1 one.
+    let text = config(&b.url, &load).replace("url = \"http", "http = \"2\"\nurl = \"http");
+    let s = stats(&text);
+    assert_eq!(s.errors, 0, "{:?}", s.error_samples);
+    assert_eq!(s.iterations.completed, 10);
+    // The captured Location header was requested as it came.
+    assert_eq!(s.endpoints["where"].requests, 10);
 }
 
 #[test]
@@ -260,6 +285,25 @@ request = {{ url = "/api/items/1" }}
     // empty token skips the step twice.
     assert_eq!(s.endpoints["with-token"].requests, 6);
     assert_eq!(s.endpoints["poll"].requests, 24);
+}
+
+#[test]
+fn the_call_state_api_allows_only_the_next_state() {
+    let b = Backend::start();
+    let (status, body) = send(&b.url, "POST", "/api/calls");
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains(r#""state":"INITIATED""#), "{body}");
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/answer").0, 409);
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/ring").0, 200);
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/ring").0, 409);
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/answer").0, 200);
+    let (status, body) = send(&b.url, "POST", "/api/calls/1/complete");
+    assert_eq!((status, body.contains("COMPLETED")), (200, true), "{body}");
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/complete").0, 409);
+    assert_eq!(send(&b.url, "POST", "/api/calls/99/ring").0, 404);
+    assert_eq!(send(&b.url, "GET", "/api/calls/99").0, 404);
+    assert_eq!(send(&b.url, "GET", "/api/calls/1/ring").0, 405);
+    assert_eq!(send(&b.url, "POST", "/api/calls/1/hang-up").0, 404);
 }
 
 fn problems(load: &str) -> Vec<String> {

@@ -325,7 +325,8 @@ fn split_url(url: &str, target: Option<&TargetConfig>) -> Result<(BaseUrl, Strin
     })?;
     let base = Endpoint::parse_base(&t.url)?;
     let mut path = base.path.clone();
-    if !url.starts_with('/') {
+    // A URL that starts with a placeholder (a captured `Location`) brings its own slash.
+    if !url.starts_with('/') && !url.starts_with("{{") {
         path.push('/');
     }
     path.push_str(url);
@@ -350,6 +351,8 @@ mod tests {
         let (b, p) = split_url("https://h.test:8443?q", None).unwrap();
         assert_eq!((b.port, p.as_str()), (8443, "/?q"));
         assert!(split_url("/x", None).unwrap_err().contains("relative"));
+        let (_, p) = split_url("{{where}}", Some(&t)).unwrap();
+        assert_eq!(p, "/v1{{where}}");
     }
 
     #[test]
