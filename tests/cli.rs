@@ -48,12 +48,20 @@ fn shipped_configs_validate() {
         "config/reference.toml",
         "config/examples/webhook-levels.toml",
         "config/examples/vendor-race.toml",
+        "config/examples/redis-workload.toml",
+        "config/examples/pubsub.toml",
+        "config/examples/sql.toml",
     ] {
         let out = plimsoll()
             .args(["validate", "--config", f])
             .env("TWILIO_AUTH_TOKEN", "t")
             .env(
                 "PLIMSOLL_RACE_DATABASE_URL",
+                "postgres://plimsoll@127.0.0.1:5432/orders",
+            )
+            .env("PLIMSOLL_REDIS_URL", "redis://127.0.0.1:6379")
+            .env(
+                "PLIMSOLL_SQL_DATABASE_URL",
                 "postgres://plimsoll@127.0.0.1:5432/orders",
             )
             .output()

@@ -11,7 +11,7 @@ use crate::report::{
     rfc3339, round3, status_class_label, EndpointStats, IterationStats, LatencySummary,
     ProbeResult, RequestSeries, Stats, SCHEMA,
 };
-use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
+use crate::verdict::{self, Bands, Grade, ThresholdsConfig, Verdict};
 
 pub struct LoadProbe;
 
@@ -78,6 +78,7 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         grade: verdict.grade(),
         stats: Some(stats),
         race: None,
+        pubsub: None,
         thresholds: verdict.results,
         notes,
         series: series_of(o),
@@ -197,8 +198,36 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     }
 }
 
+/// Default bands of the metrics every request-counting kind is graded on, where its
+/// thresholds say nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct StatDefaults {
+    /// Throughput when the probe states no `target_rps` and has no planned rate.
+    pub rps: Bands,
+    pub p99_ms: Bands,
+    /// Mean latency, graded only where a seed names it (Redis: 5 ms).
+    pub mean_ms: Option<Bands>,
+}
+
+/// The seed table of DESIGN.md, for HTTP load.
+pub const HTTP_DEFAULTS: StatDefaults = StatDefaults {
+    rps: verdict::DEFAULT_RPS,
+    p99_ms: verdict::DEFAULT_P99_MS,
+    mean_ms: None,
+};
+
 /// Grades a run's statistics against the probe's thresholds and the seed defaults.
 pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdict {
+    grade_with(t, target_rps, s, &HTTP_DEFAULTS)
+}
+
+/// Grades a run's statistics against the probe's thresholds and the given defaults.
+pub fn grade_with(
+    t: &ThresholdsConfig,
+    target_rps: Option<f64>,
+    s: &Stats,
+    defaults: &StatDefaults,
+) -> Verdict {
     let mut v = Verdict::default();
     if s.requests == 0 {
         v.force(Grade::Critical, "no request completed");
@@ -207,14 +236,10 @@ pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdic
     let rps_bands = t.rps.unwrap_or_else(|| match (target_rps, s.offered_rps) {
         (Some(target), _) => verdict::rps_bands_for_target(target),
         (None, Some(offered)) => verdict::rps_bands_for_plan(offered),
-        (None, None) => verdict::DEFAULT_RPS,
+        (None, None) => defaults.rps,
     });
     v.higher_better("rps", s.rps, rps_bands);
-    v.lower_better(
-        "p99",
-        s.latency_ms.p99,
-        t.p99_ms.unwrap_or(verdict::DEFAULT_P99_MS),
-    );
+    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(defaults.p99_ms));
     v.lower_better(
         "error_rate",
         s.error_rate,
@@ -224,7 +249,7 @@ pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdic
         ("p50", t.p50_ms, s.latency_ms.p50),
         ("p95", t.p95_ms, s.latency_ms.p95),
         ("p999", t.p999_ms, s.latency_ms.p999),
-        ("mean", t.mean_ms, s.latency_ms.mean),
+        ("mean", t.mean_ms.or(defaults.mean_ms), s.latency_ms.mean),
     ];
     for (name, bands, value) in optional {
         if let Some(b) = bands {

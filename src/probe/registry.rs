@@ -4,7 +4,13 @@ use super::ProbeKind;
 use crate::config::{ProbeConfig, Problems};
 
 /// Every probe kind.
-pub static KINDS: &[&dyn ProbeKind] = &[&super::load::LoadProbe, &super::race::RaceProbe];
+pub static KINDS: &[&dyn ProbeKind] = &[
+    &super::load::LoadProbe,
+    &super::race::RaceProbe,
+    &super::redis::RedisProbe,
+    &super::pubsub::PubsubProbe,
+    &super::sql::SqlProbe,
+];
 
 /// The kind of that name.
 pub fn kind(name: &str) -> Option<&'static dyn ProbeKind> {

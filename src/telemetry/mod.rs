@@ -522,6 +522,7 @@ mod tests {
                 no_winner: 1,
                 ..Default::default()
             }),
+            pubsub: None,
             thresholds: Vec::new(),
             notes: Vec::new(),
             series: Vec::new(),
