@@ -8,8 +8,8 @@ use super::{failed_result, ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
 use crate::report::{
-    rfc3339, round3, status_class_label, EndpointStats, IterationStats, LatencySummary,
-    ProbeResult, RequestSeries, Stats, SCHEMA,
+    error_rate_and_rps, rfc3339, round3, status_class_label, EndpointStats, IterationStats,
+    LatencySummary, ProbeResult, RequestSeries, Stats, SCHEMA,
 };
 use crate::verdict::{self, Bands, Grade, ThresholdsConfig, Verdict};
 
@@ -144,14 +144,7 @@ fn stats_of(o: &LoadOutcome) -> Stats {
     let mut endpoints = BTreeMap::new();
     for (name, s) in o.step_names.iter().zip(&rec.steps) {
         // Two steps may share a name; their numbers then add up under it.
-        let e = endpoints
-            .entry(name.clone())
-            .or_insert_with(|| EndpointStats {
-                requests: 0,
-                errors: 0,
-                latency_ms: LatencySummary::default(),
-                errors_by_kind: BTreeMap::new(),
-            });
+        let e: &mut EndpointStats = endpoints.entry(name.clone()).or_default();
         e.requests += s.requests;
         e.errors += s.error_count();
         e.latency_ms = LatencySummary::from_micros(&s.latency);
@@ -164,19 +157,12 @@ fn stats_of(o: &LoadOutcome) -> Stats {
         .zip(&rec.error_samples)
         .filter_map(|(k, m)| m.as_ref().map(|m| (k.as_str().to_string(), m.clone())))
         .collect();
+    let (error_rate, rps) = error_rate_and_rps(requests, errors, secs);
     Stats {
         requests,
         errors,
-        error_rate: if requests > 0 {
-            errors as f64 / requests as f64
-        } else {
-            0.0
-        },
-        rps: if secs > 0.0 {
-            round3(requests as f64 / secs)
-        } else {
-            0.0
-        },
+        error_rate,
+        rps,
         offered_rps: o.planned.map(|(_, r)| round3(r)),
         latency_ms: LatencySummary::from_micros(&rec.total_latency()),
         service_time_ms: LatencySummary::from_micros(&rec.total_service()),

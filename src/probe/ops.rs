@@ -15,8 +15,8 @@ use hdrhistogram::Histogram;
 use crate::config::ProbeConfig;
 use crate::engine::recorder::new_histogram;
 use crate::report::{
-    rfc3339, round3, EndpointStats, IterationStats, LatencySummary, ProbeResult, PubsubStats,
-    Stats, SCHEMA,
+    error_rate_and_rps, rfc3339, round3, EndpointStats, IterationStats, LatencySummary,
+    ProbeResult, PubsubStats, Stats, SCHEMA,
 };
 use crate::verdict::Verdict;
 
@@ -178,14 +178,7 @@ impl OpTally {
             if r.count == 0 {
                 continue;
             }
-            let e = endpoints
-                .entry(name.clone())
-                .or_insert_with(|| EndpointStats {
-                    requests: 0,
-                    errors: 0,
-                    latency_ms: LatencySummary::default(),
-                    errors_by_kind: BTreeMap::new(),
-                });
+            let e: &mut EndpointStats = endpoints.entry(name.clone()).or_default();
             e.requests += r.count;
             e.errors += r.errors.values().sum::<u64>();
             e.latency_ms = LatencySummary::from_micros(&r.latency);
@@ -194,19 +187,12 @@ impl OpTally {
             }
         }
         let secs = elapsed.as_secs_f64();
+        let (error_rate, rps) = error_rate_and_rps(requests, errors, secs);
         Stats {
             requests,
             errors,
-            error_rate: if requests > 0 {
-                errors as f64 / requests as f64
-            } else {
-                0.0
-            },
-            rps: if secs > 0.0 {
-                round3(requests as f64 / secs)
-            } else {
-                0.0
-            },
+            error_rate,
+            rps,
             offered_rps: offered.map(|(_, r)| round3(r)),
             latency_ms: LatencySummary::from_micros(&latency),
             service_time_ms: LatencySummary::from_micros(&service),

@@ -215,7 +215,7 @@ pub struct IterationStats {
     pub planned: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointStats {
     pub requests: u64,
     pub errors: u64,
@@ -254,6 +254,22 @@ impl LatencySummary {
             max: ms(h.max()),
         }
     }
+}
+
+/// A run's error ratio and achieved requests per second (rounded to three decimals); zero
+/// where there is nothing to divide by.
+pub fn error_rate_and_rps(requests: u64, errors: u64, elapsed_s: f64) -> (f64, f64) {
+    let error_rate = if requests > 0 {
+        errors as f64 / requests as f64
+    } else {
+        0.0
+    };
+    let rps = if elapsed_s > 0.0 {
+        round3(requests as f64 / elapsed_s)
+    } else {
+        0.0
+    };
+    (error_rate, rps)
 }
 
 pub(crate) fn round3(v: f64) -> f64 {
