@@ -367,12 +367,14 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         redis: None,
         pubsub: None,
         sql: None,
+        benchmark: None,
     };
     let mut cfg = Config {
         target: vec![target],
         probe: vec![probe],
         report: config::ReportConfig { dir: String::new() },
         daemon: Default::default(),
+        otlp: Default::default(),
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();
@@ -414,6 +416,7 @@ fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBool>) 
     let mut ctx = RunContext {
         stop: stop.clone(),
         on_start: None,
+        trace: None,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;

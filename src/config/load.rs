@@ -148,10 +148,16 @@ pub fn load_str(
                     config.daemon = d;
                 }
             }
+            "otlp" => {
+                if let Some(o) = typed(v, "otlp", &mut errors) {
+                    config.otlp = o;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
-                message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`"
-                    .into(),
+                message:
+                    "unknown section, expected one of `target`, `probe`, `report`, `daemon`, `otlp`"
+                        .into(),
                 line: None,
             }),
         }

@@ -5,9 +5,11 @@
 //! value (`probe[2].load.phases[0].rate: must be greater than 0`). This module must not start
 //! anything: it only reads, checks and describes.
 
+mod benchmark;
 mod daemon;
 mod duration;
 mod load;
+mod otlp;
 mod pubsub;
 mod race;
 mod secret;
@@ -18,9 +20,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use secret::Secret;
@@ -42,6 +46,9 @@ pub struct Config {
     /// The daemon's endpoints and lifecycle (`plimsoll run`).
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// OTLP export of metrics and traces.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
 }
 
 /// A system under test.
@@ -127,7 +134,8 @@ fn default_report_dir() -> String {
 pub struct ProbeConfig {
     /// Unique name; it labels every metric and result of this probe.
     pub name: String,
-    /// Probe kind, a name from the registry (`load`, `race`, `redis`, `pubsub`, `sql`).
+    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`, `redis`, `pubsub`,
+    /// `sql`).
     pub kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.
     #[serde(default)]
@@ -151,6 +159,9 @@ pub struct ProbeConfig {
     /// Settings of the `load` kind.
     #[serde(default)]
     pub load: Option<LoadConfig>,
+    /// Settings of the `benchmark` kind.
+    #[serde(default)]
+    pub benchmark: Option<BenchmarkConfig>,
     /// Settings of the `race` kind.
     #[serde(default)]
     pub race: Option<RaceConfig>,
@@ -322,6 +333,7 @@ impl Config {
     /// Checks everything that types alone cannot, resolving secrets on the way.
     pub fn validate(&mut self, problems: &mut Problems) {
         self.daemon.validate(problems);
+        self.otlp.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");

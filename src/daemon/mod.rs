@@ -65,7 +65,7 @@ pub struct ProbeStatus {
 impl Shared {
     fn new(config: &Config) -> Self {
         Shared {
-            telemetry: Telemetry::new(),
+            telemetry: Telemetry::with_otlp(&config.otlp),
             board: Mutex::new(Vec::new()),
             heartbeat_ms: AtomicU64::new(unix_ms()),
             ready: AtomicBool::new(false),
@@ -199,6 +199,7 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
     let bound = listener.local_addr().unwrap_or(addr);
     let shared = Arc::new(Shared::new(&config));
     let listen_text = config.daemon.listen.clone();
+    let otlp_text = format!("{:?}", config.otlp);
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
     let scheduler = tokio::spawn(scheduler::run(config, shared.clone(), control_rx));
     tokio::spawn(http::serve(listener, shared.clone()));
@@ -235,6 +236,9 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
                         if new.daemon.listen != listen_text {
                             tracing::warn!("daemon.listen changed; the new address takes effect after a restart");
                         }
+                        if format!("{:?}", new.otlp) != otlp_text {
+                            tracing::warn!("[otlp] changed; the new settings take effect after a restart");
+                        }
                         *shared.token.lock().unwrap_or_else(|e| e.into_inner()) = token_of(&new);
                         let _ = control_tx.send(Control::Reload(Box::new(new))).await;
                     }
@@ -263,6 +267,15 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
         _ = &mut scheduler => {}
         _ = term.recv() => tracing::warn!("second signal: exiting without waiting"),
         _ = int.recv() => tracing::warn!("second signal: exiting without waiting"),
+    }
+    // Last: what the drained runs produced goes out too. Bounded by `otlp.flush_timeout`, and
+    // on a blocking thread so that a second signal still ends the wait at once.
+    let flusher = shared.clone();
+    let mut flush = tokio::task::spawn_blocking(move || flusher.telemetry.shutdown_otlp());
+    tokio::select! {
+        _ = &mut flush => {}
+        _ = term.recv() => tracing::warn!("second signal: exiting without flushing OTLP"),
+        _ = int.recv() => tracing::warn!("second signal: exiting without flushing OTLP"),
     }
     tracing::info!("stopped");
     0

@@ -80,6 +80,7 @@ pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receive
                 let lock = lock_for(&config, &e.probe, &mut target_locks);
                 shared.update(&name, |s| s.running = true);
                 tokio::spawn(start_run(
+                    shared.clone(),
                     config.clone(),
                     e.probe.clone(),
                     at,
@@ -239,6 +240,7 @@ fn lock_for(
 }
 
 async fn start_run(
+    shared: Arc<Shared>,
     config: Arc<Config>,
     probe: Arc<ProbeConfig>,
     planned: SystemTime,
@@ -266,11 +268,18 @@ async fn start_run(
     let ctx = RunContext {
         stop,
         on_start: None,
+        trace: shared.telemetry.begin_run(),
     };
     let p = probe.clone();
-    let result = tokio::task::spawn_blocking(move || run_probe(&config, &p, &ctx))
-        .await
-        .unwrap_or_else(|e| failed_result(&probe, format!("the probe crashed: {e}")));
+    // OTLP is fed on the run's own thread once it has ended: its cost grows with the run's
+    // requests and must not hold up the scheduler loop.
+    let result = tokio::task::spawn_blocking(move || {
+        let r = run_probe(&config, &p, &ctx);
+        shared.telemetry.export_run(&p, &r, ctx.trace.as_ref());
+        r
+    })
+    .await
+    .unwrap_or_else(|e| failed_result(&probe, format!("the probe crashed: {e}")));
     let _ = done.send(Done {
         probe: name,
         result: Some(result),

@@ -12,6 +12,7 @@ pub mod recorder;
 pub mod sign;
 pub mod step;
 pub mod template;
+pub mod trace;
 mod worker;
 
 use std::sync::atomic::AtomicBool;
@@ -23,6 +24,7 @@ pub use plan::{ArrivalPlan, ClosedPlan, Shard};
 pub use recorder::{Progress, Recorder};
 pub use step::PreparedStep;
 pub use template::Generators;
+pub use trace::{ClientSpan, TraceContext};
 
 use crate::config::{LoadConfig, TargetConfig};
 
@@ -48,6 +50,9 @@ pub struct LoadSpec {
     pub max_body: u64,
     pub max_in_flight: u32,
     pub workers: usize,
+    /// The run's trace: sampled requests carry its `traceparent` and come back as client
+    /// spans. `None` traces nothing (and costs nothing).
+    pub trace: Option<TraceContext>,
 }
 
 impl LoadSpec {
@@ -97,6 +102,7 @@ impl LoadSpec {
             max_body: load.max_body_bytes,
             max_in_flight: load.max_in_flight,
             workers: workers.max(1),
+            trace: None,
         })
     }
 
@@ -135,6 +141,10 @@ pub struct LoadOutcome {
     pub step_methods: Vec<String>,
     /// The run was stopped before its plan ended.
     pub stopped_early: bool,
+    /// The host and port each step talks to, in the same order (`server.address`/`port`).
+    pub step_servers: Vec<(String, u16)>,
+    /// Sampled requests (when the spec had a trace), in no particular order.
+    pub client_spans: Vec<ClientSpan>,
 }
 
 /// Runs a load to its end (or until `stop` is set) and merges the workers' measurements.

@@ -36,13 +36,18 @@ pub struct ClassicBuckets {
 }
 
 impl ClassicBuckets {
+    /// The bucket a latency in microseconds falls in.
     #[inline]
-    fn record(&mut self, us: u64) {
+    fn index_of(us: u64) -> usize {
         // A short linear scan: most requests land in the first few buckets.
-        let i = BUCKET_BOUNDS_MICROS
+        BUCKET_BOUNDS_MICROS
             .iter()
             .position(|b| us <= *b)
-            .unwrap_or(BUCKET_BOUNDS_MICROS.len());
+            .unwrap_or(BUCKET_BOUNDS_MICROS.len())
+    }
+
+    #[inline]
+    fn add_at(&mut self, i: usize, us: u64) {
         self.counts[i] += 1;
         self.sum_micros = self.sum_micros.saturating_add(us);
     }
@@ -64,6 +69,43 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
 }
 
+/// Latency of one step's requests that ended the same way: the same status code (none when
+/// no response came) and the same error kind (none when the request succeeded). OTLP's
+/// `http.response.status_code` and `error.type` attributes need this finer split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutcomeBuckets {
+    pub status: Option<u16>,
+    pub error: Option<ErrorKind>,
+    pub buckets: ClassicBuckets,
+}
+
+/// Adds a latency to the entry of its outcome, creating it on first sight. The list is short
+/// (a step sees a handful of distinct outcomes), so a linear search beats hashing.
+#[inline]
+fn add_outcome(
+    list: &mut Vec<OutcomeBuckets>,
+    status: Option<u16>,
+    error: Option<ErrorKind>,
+    i: usize,
+    us: u64,
+) {
+    match list
+        .iter_mut()
+        .find(|o| o.status == status && o.error == error)
+    {
+        Some(o) => o.buckets.add_at(i, us),
+        None => {
+            let mut buckets = ClassicBuckets::default();
+            buckets.add_at(i, us);
+            list.push(OutcomeBuckets {
+                status,
+                error,
+                buckets,
+            });
+        }
+    }
+}
+
 /// Measurements of one step (the `endpoint` label).
 #[derive(Debug, Clone)]
 pub struct StepRecord {
@@ -78,6 +120,8 @@ pub struct StepRecord {
     pub bytes: u64,
     /// Latency in classic buckets, by status class (same indexes as `status_classes`).
     pub classic: [ClassicBuckets; 6],
+    /// Latency in classic buckets by exact status code and error kind.
+    pub outcomes: Vec<OutcomeBuckets>,
 }
 
 impl StepRecord {
@@ -90,6 +134,7 @@ impl StepRecord {
             errors: [0; ErrorKind::ALL.len()],
             bytes: 0,
             classic: [ClassicBuckets::default(); 6],
+            outcomes: Vec::new(),
         }
     }
 
@@ -107,6 +152,16 @@ impl StepRecord {
         self.bytes += o.bytes;
         for (a, b) in self.classic.iter_mut().zip(&o.classic) {
             a.merge(b);
+        }
+        for b in &o.outcomes {
+            match self
+                .outcomes
+                .iter_mut()
+                .find(|a| a.status == b.status && a.error == b.error)
+            {
+                Some(a) => a.buckets.merge(&b.buckets),
+                None => self.outcomes.push(*b),
+            }
         }
     }
 
@@ -162,7 +217,15 @@ impl Recorder {
         s.bytes += bytes;
         let class = status.map(|c| usize::from(c / 100).min(5)).unwrap_or(0);
         s.status_classes[class] += 1;
-        s.classic[class].record(latency_us);
+        let bucket = ClassicBuckets::index_of(latency_us);
+        s.classic[class].add_at(bucket, latency_us);
+        add_outcome(
+            &mut s.outcomes,
+            status,
+            error.map(|(k, _)| k),
+            bucket,
+            latency_us,
+        );
         if let Some((kind, msg)) = error {
             s.errors[kind.index()] += 1;
             let slot = &mut self.error_samples[kind.index()];
@@ -302,5 +365,15 @@ mod tests {
         assert_eq!(ok.counts[..=6].iter().sum::<u64>(), 100);
         assert_eq!(a.steps[0].classic[0].counts[10], 1); // 2 s: (1, 2.5] s
         assert_eq!(ok.sum_micros, (1..=100).map(|m| m * 1000).sum::<u64>());
+        // By exact outcome: the 200s and the timeout apart, with the same buckets.
+        let outcomes = &a.steps[0].outcomes;
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!((outcomes[0].status, outcomes[0].error), (Some(200), None));
+        assert_eq!(outcomes[0].buckets, *ok);
+        assert_eq!(
+            (outcomes[1].status, outcomes[1].error),
+            (None, Some(ErrorKind::Timeout))
+        );
+        assert_eq!(outcomes[1].buckets.counts[10], 1);
     }
 }

@@ -174,6 +174,37 @@ impl PreparedStep {
         Ok(out)
     }
 
+    /// Same as [`h1_bytes`](Self::h1_bytes) with a `traceparent` header added: only sampled
+    /// requests come here, so the copy of a fixed step's bytes is paid by them alone.
+    pub fn h1_bytes_traced<'a>(
+        &'a self,
+        values: &[String],
+        scratch: &mut Scratch,
+        out: &'a mut Vec<u8>,
+        traceparent: &[u8],
+    ) -> Result<&'a [u8], RequestError> {
+        match &self.h1_static {
+            Some(b) => {
+                out.clear();
+                out.extend_from_slice(b);
+            }
+            None => self.write_h1(values, scratch, out)?,
+        }
+        // Header values cannot hold CR LF, so the first blank line ends the head.
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let at = end + 2;
+            out.splice(
+                at..at,
+                b"traceparent: "
+                    .iter()
+                    .chain(traceparent)
+                    .chain(b"\r\n")
+                    .copied(),
+            );
+        }
+        Ok(out)
+    }
+
     fn write_h1(
         &self,
         values: &[String],
@@ -335,5 +366,30 @@ mod tests {
         let r2 = s.build(true, &[], &mut scratch).unwrap();
         assert_eq!(r2.uri(), "http://127.0.0.1:1/a/b?c=d");
         assert!(r2.headers().get(HOST).is_none());
+    }
+
+    #[test]
+    fn traced_h1_request_carries_traceparent_in_its_head() {
+        let mut eps = Vec::new();
+        let mut g = Generators::default();
+        let mut cfg = RequestConfig::simple("POST", "http://127.0.0.1:1/a");
+        cfg.body = Some("x=1".into());
+        let s = PreparedStep::compile(&cfg, None, &mut eps, &mut g).unwrap();
+        let (mut scratch, mut out) = (Scratch::default(), Vec::new());
+        let plain = s.h1_bytes(&[], &mut scratch, &mut out).unwrap().to_vec();
+        let traced = s
+            .h1_bytes_traced(&[], &mut scratch, &mut out, b"00-ab-cd-01")
+            .unwrap();
+        let text = std::str::from_utf8(traced).unwrap();
+        assert!(
+            text.contains("\r\ntraceparent: 00-ab-cd-01\r\n\r\nx=1"),
+            "{text:?}"
+        );
+        assert_eq!(
+            traced.len(),
+            plain.len() + "traceparent: 00-ab-cd-01\r\n".len()
+        );
+        // The fixed step's ready bytes are untouched.
+        assert_eq!(s.h1_bytes(&[], &mut scratch, &mut out).unwrap(), plain);
     }
 }

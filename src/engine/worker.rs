@@ -20,6 +20,7 @@ use super::http::{Conn, ErrorKind, RequestError};
 use super::plan::{ArrivalPlan, ClosedPlan, Shard};
 use super::recorder::{Progress, Recorder};
 use super::step::Scratch;
+use super::trace::{ClientSpan, Sampled, Sampler};
 use super::{LoadOutcome, LoadSpec, Model};
 
 /// Pause of a closed-model user after a failed connection, so a dead target is not hammered
@@ -51,25 +52,31 @@ pub(super) fn run(
             (spec.clone(), progress.clone(), stop.clone(), gates.clone());
         let h = std::thread::Builder::new()
             .name(format!("plimsoll-worker-{id}"))
-            .spawn(move || -> std::io::Result<(Recorder, Option<Instant>)> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let local = tokio::task::LocalSet::new();
-                let worker = Rc::new(Worker::new(id, spec, progress, stop));
-                let w = worker.clone();
-                local.block_on(&rt, async move {
-                    match &w.spec.model {
-                        Model::Open { plan, shard } => {
-                            open_loop(&w, &gates[id], plan, *shard, start).await
+            .spawn(
+                move || -> std::io::Result<(Recorder, Option<Instant>, Vec<ClientSpan>)> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let local = tokio::task::LocalSet::new();
+                    let worker = Rc::new(Worker::new(id, spec, progress, stop));
+                    let w = worker.clone();
+                    local.block_on(&rt, async move {
+                        match &w.spec.model {
+                            Model::Open { plan, shard } => {
+                                open_loop(&w, &gates[id], plan, *shard, start).await
+                            }
+                            Model::Closed(c) => closed_loop(&w, c, start).await,
                         }
-                        Model::Closed(c) => closed_loop(&w, c, start).await,
-                    }
-                });
-                let last = worker.last_end.get();
-                let rec = worker.recorder.replace(Recorder::new(0));
-                Ok((rec, last))
-            })?;
+                    });
+                    let last = worker.last_end.get();
+                    let rec = worker.recorder.replace(Recorder::new(0));
+                    let spans = match worker.sampler.take() {
+                        Some(s) => s.finish(start, started_at),
+                        None => Vec::new(),
+                    };
+                    Ok((rec, last, spans))
+                },
+            )?;
         handles.push(h);
     }
 
@@ -88,10 +95,12 @@ pub(super) fn run(
     let mut total = Recorder::new(spec.steps.len());
     let mut last_end = start;
     let mut failure = None;
+    let mut client_spans = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(Ok((rec, last))) => {
+            Ok(Ok((rec, last, spans))) => {
                 total.merge(&rec);
+                client_spans.extend(spans);
                 if let Some(l) = last {
                     last_end = last_end.max(l);
                 }
@@ -121,6 +130,15 @@ pub(super) fn run(
         step_names: spec.steps.iter().map(|s| s.name.clone()).collect(),
         step_methods: spec.steps.iter().map(|s| s.method.to_string()).collect(),
         stopped_early: stop.load(Ordering::Relaxed),
+        step_servers: spec
+            .steps
+            .iter()
+            .map(|s| {
+                let b = &spec.endpoints[s.endpoint].base;
+                (b.host.clone(), b.port)
+            })
+            .collect(),
+        client_spans,
     })
 }
 
@@ -188,6 +206,8 @@ struct Worker {
     in_flight: Cell<u32>,
     drained: Notify,
     last_end: Cell<Option<Instant>>,
+    /// Picks the requests that carry a `traceparent` and keeps their records.
+    sampler: RefCell<Option<Sampler>>,
 }
 
 impl Worker {
@@ -202,6 +222,11 @@ impl Worker {
             in_flight: Cell::new(0),
             drained: Notify::new(),
             last_end: Cell::new(None),
+            sampler: RefCell::new(
+                spec.trace
+                    .as_ref()
+                    .and_then(|t| Sampler::new(t, id, spec.workers)),
+            ),
             spec,
             progress,
             stop,
@@ -263,7 +288,12 @@ impl Worker {
                 _ => sent,
             };
             let deadline = tokio::time::Instant::from_std(due + spec.timeout);
-            let result = tokio::time::timeout_at(deadline, self.exchange(vu, i)).await;
+            let sampled = match self.sampler.borrow_mut().as_mut() {
+                Some(s) => s.sample(),
+                None => None,
+            };
+            let result =
+                tokio::time::timeout_at(deadline, self.exchange(vu, i, sampled.as_ref())).await;
             let end = Instant::now();
             let mut bytes = 0;
             let (status, error) = match result {
@@ -302,6 +332,24 @@ impl Worker {
                 error.map(|k| (k, "")),
                 bytes,
             );
+            // Unsampled requests skip even the sampler's borrow.
+            if let Some(x) = &sampled {
+                if let Some(s) = self.sampler.borrow_mut().as_mut() {
+                    s.record(
+                        sent,
+                        end,
+                        ClientSpan {
+                            span_id: x.span_id,
+                            step: i,
+                            // Set from the instants when the run ends.
+                            start: SystemTime::UNIX_EPOCH,
+                            end: SystemTime::UNIX_EPOCH,
+                            status,
+                            error,
+                        },
+                    );
+                }
+            }
             self.last_end.set(Some(end));
             slot.requests.fetch_add(1, Ordering::Relaxed);
             if let Some(kind) = error {
@@ -322,7 +370,13 @@ impl Worker {
     }
 
     /// One request-response exchange of step `i` on the user's connection.
-    async fn exchange(&self, vu: &mut Vu, i: usize) -> Result<(u16, u64), RequestError> {
+    /// A sampled request carries its `traceparent`; the others take the plain path.
+    async fn exchange(
+        &self,
+        vu: &mut Vu,
+        i: usize,
+        sampled: Option<&Sampled>,
+    ) -> Result<(u16, u64), RequestError> {
         let step = &self.spec.steps[i];
         let ep = step.endpoint;
         let mut conn = match vu.conns[ep].take() {
@@ -336,10 +390,23 @@ impl Worker {
             None => self.connect(ep).await?,
         };
         let resp = if conn.is_h2() {
-            let req = step.build(true, &vu.values, &mut vu.scratch)?;
+            let mut req = step.build(true, &vu.values, &mut vu.scratch)?;
+            if let Some(x) = sampled {
+                if let Ok(v) = http::HeaderValue::from_bytes(&x.traceparent) {
+                    req.headers_mut().insert("traceparent", v);
+                }
+            }
             conn.exchange_h2(req, self.spec.max_body, None).await?
         } else {
-            let bytes = step.h1_bytes(&vu.values, &mut vu.scratch, &mut vu.request)?;
+            let bytes = match sampled {
+                None => step.h1_bytes(&vu.values, &mut vu.scratch, &mut vu.request)?,
+                Some(x) => step.h1_bytes_traced(
+                    &vu.values,
+                    &mut vu.scratch,
+                    &mut vu.request,
+                    &x.traceparent,
+                )?,
+            };
             conn.exchange_h1(bytes, step.is_head, self.spec.max_body, None)
                 .await?
         };

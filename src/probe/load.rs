@@ -9,7 +9,7 @@ use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
 use crate::report::{
     error_rate_and_rps, rfc3339, round3, status_class_label, EndpointStats, IterationStats,
-    LatencySummary, ProbeResult, RequestSeries, Stats, SCHEMA,
+    LatencySummary, OutcomeSeries, ProbeResult, RequestSeries, RunDetail, Stats, StepInfo, SCHEMA,
 };
 use crate::verdict::{self, Bands, Grade, ThresholdsConfig, Verdict};
 
@@ -47,7 +47,10 @@ impl ProbeKind for LoadProbe {
             return failed_result(probe, "no [probe.load] section".into());
         };
         let spec = match LoadSpec::from_config(load, config.target_of(probe)) {
-            Ok(s) => Arc::new(s),
+            Ok(mut s) => {
+                s.trace = ctx.trace;
+                Arc::new(s)
+            }
             Err(e) => return failed_result(probe, e),
         };
         let progress = Arc::new(Progress::new(spec.workers));
@@ -82,11 +85,48 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         thresholds: verdict.results,
         notes,
         series: series_of(o),
+        detail: detail_of(o),
+    }
+}
+
+/// The run at the grain of the HTTP client conventions, for OTLP.
+pub(crate) fn detail_of(o: &LoadOutcome) -> RunDetail {
+    let steps = o
+        .step_names
+        .iter()
+        .zip(&o.step_methods)
+        .zip(&o.step_servers)
+        .map(|((name, method), (host, port))| StepInfo {
+            name: name.clone(),
+            method: method.clone(),
+            server_address: host.clone(),
+            server_port: *port,
+        })
+        .collect();
+    let requests = o
+        .recorder
+        .steps
+        .iter()
+        .enumerate()
+        .flat_map(|(step, s)| {
+            s.outcomes.iter().map(move |x| OutcomeSeries {
+                step,
+                status: x.status,
+                error: x.error,
+                buckets: x.buckets,
+            })
+        })
+        .collect();
+    RunDetail {
+        started: Some(o.started_at),
+        steps,
+        requests,
+        client_spans: o.client_spans.clone(),
     }
 }
 
 /// The classic-bucket series of every step and status class that saw a request.
-fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
+pub(crate) fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
     let mut out = Vec::new();
     for ((name, method), s) in o
         .step_names
@@ -125,7 +165,7 @@ fn kinds_map(counts: &[u64]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn stats_of(o: &LoadOutcome) -> Stats {
+pub(crate) fn stats_of(o: &LoadOutcome) -> Stats {
     let rec = &o.recorder;
     let requests = rec.requests();
     let by_kind = rec.errors_by_kind();

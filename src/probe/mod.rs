@@ -5,6 +5,7 @@
 //! `critical`), never an error that stops the caller. Adding a kind is one file here, one line
 //! in the registry, one config sub-struct and one test.
 
+pub mod benchmark;
 pub mod load;
 pub mod ops;
 pub mod pubsub;
@@ -30,6 +31,9 @@ pub struct RunContext {
     pub stop: Arc<AtomicBool>,
     /// Called once with the live progress counters and the expected duration, for displays.
     pub on_start: Option<OnStart>,
+    /// The run's trace (the daemon's root span), when OTLP traces are on: load probes send
+    /// sampled requests with its `traceparent`.
+    pub trace: Option<crate::engine::TraceContext>,
 }
 
 /// One kind of probe.
@@ -65,6 +69,7 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         thresholds: Vec::new(),
         notes: vec![why],
         series: Vec::new(),
+        detail: Default::default(),
     }
 }
 

@@ -243,6 +243,7 @@ pub fn graded_result(
         thresholds: verdict.results,
         notes: all,
         series: Vec::new(),
+        detail: Default::default(),
     }
 }
 

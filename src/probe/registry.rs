@@ -7,6 +7,7 @@ use crate::config::{ProbeConfig, Problems};
 pub static KINDS: &[&dyn ProbeKind] = &[
     &super::load::LoadProbe,
     &super::race::RaceProbe,
+    &super::benchmark::BenchmarkProbe,
     &super::redis::RedisProbe,
     &super::pubsub::PubsubProbe,
     &super::sql::SqlProbe,

@@ -44,6 +44,43 @@ pub struct ProbeResult {
     /// document keeps exact percentiles, the exporter needs mergeable buckets.
     #[serde(skip)]
     pub series: Vec<RequestSeries>,
+    /// What OTLP export needs beyond the document (exact start, exact status codes, sampled
+    /// requests). Not part of the document either.
+    #[serde(skip)]
+    pub detail: RunDetail,
+}
+
+/// The run's measurements at the grain of OpenTelemetry's HTTP client conventions.
+#[derive(Debug, Clone, Default)]
+pub struct RunDetail {
+    /// When the run started, to the microsecond (`started_at` is to the second).
+    pub started: Option<SystemTime>,
+    /// The steps of the iteration, by index (client spans refer to them).
+    pub steps: Vec<StepInfo>,
+    /// Requests by step and outcome, in classic buckets.
+    pub requests: Vec<OutcomeSeries>,
+    /// Sampled requests, whose `traceparent` the target received.
+    pub client_spans: Vec<crate::engine::ClientSpan>,
+}
+
+/// A step as the HTTP client conventions describe it.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    /// The step's name (`endpoint` label).
+    pub name: String,
+    pub method: String,
+    pub server_address: String,
+    pub server_port: u16,
+}
+
+/// Requests of one step that ended the same way.
+#[derive(Debug, Clone)]
+pub struct OutcomeSeries {
+    /// Index into [`RunDetail::steps`].
+    pub step: usize,
+    pub status: Option<u16>,
+    pub error: Option<crate::engine::ErrorKind>,
+    pub buckets: crate::engine::recorder::ClassicBuckets,
 }
 
 /// Requests of one step and status class, in the classic buckets of

@@ -55,6 +55,38 @@ fn pubsub_line(p: &super::PubsubStats) -> String {
     line
 }
 
+/// Seed 002's benchmark table: one row per operation.
+fn operations_table(s: &super::Stats) -> String {
+    let w = s
+        .endpoints
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let mut t = format!(
+        "{:<w$}  {:>7}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>6}",
+        "operation",
+        "samples",
+        "min ms",
+        "max ms",
+        "mean ms",
+        "median",
+        "p95 ms",
+        "p99 ms",
+        "errors"
+    );
+    for (name, e) in &s.endpoints {
+        let l = &e.latency_ms;
+        let _ = write!(
+            t,
+            "\n  {:<w$}  {:>7}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6}",
+            name, e.requests, l.min, l.max, l.mean, l.p50, l.p95, l.p99, e.errors
+        );
+    }
+    t
+}
+
 /// Renders the summary table of several results.
 pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
@@ -109,6 +141,11 @@ pub fn render(results: &[ProbeResult]) -> String {
         }
         if let Some(p) = &r.pubsub {
             lines.push(pubsub_line(p));
+        }
+        if r.kind == "benchmark" {
+            if let Some(s) = &r.stats {
+                lines.push(operations_table(s));
+            }
         }
         for t in &r.thresholds {
             if t.grade >= crate::verdict::Grade::Warning {

@@ -4,8 +4,11 @@
 //!
 //! Series are updated once per probe run from its result document (plus the run's classic
 //! latency buckets), never per request: the engine's hot path does not touch this module.
+//! The same holds for OTLP ([`otlp`]): metrics and spans are built after each run.
 
 mod histogram;
+pub mod otlp;
+mod otlp_export;
 mod quantiles;
 
 use std::sync::atomic::AtomicU64;
@@ -82,6 +85,11 @@ struct MetricLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignalLabels {
+    signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -124,6 +132,9 @@ pub struct Telemetry {
     offered: Family<ProbeLabels, GaugeF>,
     error_ratio: Family<ProbeLabels, GaugeF>,
     race_rounds: Family<OutcomeLabels, Counter>,
+    otlp_dropped: Family<SignalLabels, Counter>,
+    /// OTLP pipelines, when configured.
+    otlp: Option<otlp::Otlp>,
     // Families of probe kinds and stores still to come; registered now so that the names
     // are reserved and documented in one place.
     #[allow(dead_code)]
@@ -164,6 +175,8 @@ impl Telemetry {
             offered: Family::default(),
             error_ratio: Family::default(),
             race_rounds: Family::default(),
+            otlp_dropped: Family::default(),
+            otlp: None,
             breaking_point: Family::default(),
             fault_recovery: Family::default(),
             fault_error_ratio: Family::default(),
@@ -269,6 +282,11 @@ impl Telemetry {
             "Estimated relative change of a regressed metric",
             t.regression_shift.clone(),
         );
+        r.register(
+            "otlp_dropped",
+            "Spans and metric streams lost to OTLP export (queue full, collector down or slow), by signal",
+            t.otlp_dropped.clone(),
+        );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabels {
@@ -277,6 +295,57 @@ impl Telemetry {
             .set(1);
         r.register("build_info", "Always 1", build_info);
         Telemetry { registry: r, ..t }
+    }
+
+    /// The Prometheus series plus OTLP pipelines as `cfg` (or the standard `OTEL_*`
+    /// variables) asks. OTLP that cannot start is reported and left off: it must not stop the
+    /// daemon.
+    pub fn with_otlp(cfg: &crate::config::OtlpConfig) -> Self {
+        let mut t = Telemetry::new();
+        let counter = |signal: &str| {
+            t.otlp_dropped
+                .get_or_create(&SignalLabels {
+                    signal: signal.to_string(),
+                })
+                .clone()
+        };
+        let (traces, metrics) = (counter("traces"), counter("metrics"));
+        match otlp::Otlp::start(cfg, traces, metrics) {
+            Ok(o) => t.otlp = o,
+            Err(e) => {
+                tracing::error!("OTLP export is off: {e}");
+                t.otlp_dropped.clear();
+            }
+        }
+        if t.otlp.is_none() {
+            t.otlp_dropped.clear();
+        }
+        t
+    }
+
+    /// The trace of a run about to start, when traces are exported.
+    pub fn begin_run(&self) -> Option<crate::engine::TraceContext> {
+        self.otlp.as_ref()?.begin_run()
+    }
+
+    /// Feeds a finished run to OTLP (metrics, and its spans when it was traced). Costs time
+    /// proportional to the run's requests: call it off the scheduler loop.
+    pub fn export_run(
+        &self,
+        probe: &crate::config::ProbeConfig,
+        r: &ProbeResult,
+        trace: Option<&crate::engine::TraceContext>,
+    ) {
+        if let Some(o) = &self.otlp {
+            o.record_run(probe, r, trace);
+        }
+    }
+
+    /// Flushes OTLP within its flush timeout (on shutdown).
+    pub fn shutdown_otlp(&self) {
+        if let Some(o) = &self.otlp {
+            o.shutdown();
+        }
     }
 
     /// Updates every series a finished run feeds.
@@ -526,6 +595,7 @@ mod tests {
             thresholds: Vec::new(),
             notes: Vec::new(),
             series: Vec::new(),
+            detail: Default::default(),
         };
         t.record_run(&r, 0.0);
         r.race.as_mut().unwrap().multiple_winners = 3;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real servers on 127.0.0.1, bounded in time.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod postgres;
 pub mod redis;
 

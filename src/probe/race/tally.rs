@@ -134,6 +134,7 @@ pub(super) fn grade_tally(
         race: Some(stats),
         pubsub: None,
         series: Vec::new(),
+        detail: Default::default(),
         thresholds: verdict.results,
         notes,
     }

@@ -1,0 +1,174 @@
+//! The `benchmark` kind (seed 002's `benchmark.ts`): named operations, each run `samples`
+//! times one after another by a single user, with min, max, mean, median, p95 and p99 per
+//! operation; each operation's p95 and mean decide the grade (seed defaults: p95 < 200 ms,
+//! mean < 100 ms).
+//!
+//! Every operation is one closed-model run of the engine with one user, so the numbers come
+//! from the same client, timers and histograms as every other probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{failed_result, require_absolute_url, ProbeKind, RunContext};
+use crate::config::{Config, HumanDuration, LoadConfig, ProbeConfig, Problems};
+use crate::engine::{self, LoadOutcome, LoadSpec, Progress, Recorder};
+use crate::report::{rfc3339, round3, ProbeResult, SCHEMA};
+use crate::verdict::{Bands, Grade, Verdict};
+
+/// Seed 002's thresholds: an operation passes with p95 under 200 ms and mean under 100 ms.
+pub const DEFAULT_P95_MS: Bands = Bands {
+    excellent: None,
+    good: Some(200.0),
+    warning: None,
+};
+pub const DEFAULT_MEAN_MS: Bands = Bands {
+    excellent: None,
+    good: Some(100.0),
+    warning: None,
+};
+
+pub struct BenchmarkProbe;
+
+impl ProbeKind for BenchmarkProbe {
+    fn name(&self) -> &'static str {
+        "benchmark"
+    }
+
+    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
+        let Some(b) = &mut probe.benchmark else {
+            problems.push(
+                format!("{path}.benchmark"),
+                "missing: a `benchmark` probe needs a [probe.benchmark] table",
+            );
+            return;
+        };
+        b.validate(&format!("{path}.benchmark"), problems);
+        if probe.target.is_none() {
+            for (i, op) in b.operations.iter().enumerate() {
+                require_absolute_url(
+                    &op.request.url,
+                    format!("{path}.benchmark.operations[{i}].request.url"),
+                    problems,
+                );
+            }
+        }
+    }
+
+    fn run(&self, config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
+        let Some(b) = &probe.benchmark else {
+            return failed_result(probe, "no [probe.benchmark] section".into());
+        };
+        let started_at = std::time::SystemTime::now();
+        let mut outcomes = Vec::new();
+        for op in &b.operations {
+            if ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let mut load = LoadConfig::closed(1, HumanDuration::from_secs(1));
+            load.duration = None;
+            load.iterations = Some(op.samples);
+            load.workers = 1;
+            load.timeout = b.timeout;
+            load.max_body_bytes = b.max_body_bytes;
+            load.vars = b.vars.clone();
+            let mut request = op.request.clone();
+            request.name = Some(op.name.clone());
+            load.request = Some(request);
+            let spec = match LoadSpec::from_config(&load, config.target_of(probe)) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return failed_result(probe, format!("operation {:?}: {e}", op.name)),
+            };
+            let progress = Arc::new(Progress::new(spec.workers));
+            match engine::run(spec, progress, ctx.stop.clone()) {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    return failed_result(probe, format!("the load engine could not start: {e}"))
+                }
+            }
+        }
+        grade(probe, &combine(started_at, outcomes))
+    }
+}
+
+/// One outcome with a step per operation, so the result document lists the operations as
+/// endpoints and the exporter sees each as its own series.
+fn combine(started_at: std::time::SystemTime, outcomes: Vec<LoadOutcome>) -> LoadOutcome {
+    let mut recorder = Recorder::new(0);
+    let mut all = LoadOutcome {
+        recorder: Recorder::new(0),
+        started_at,
+        elapsed: Duration::ZERO,
+        planned: None,
+        step_names: Vec::new(),
+        step_methods: Vec::new(),
+        step_servers: Vec::new(),
+        client_spans: Vec::new(),
+        stopped_early: false,
+    };
+    for o in outcomes {
+        let r = o.recorder;
+        recorder.steps.extend(r.steps);
+        recorder.iterations_started += r.iterations_started;
+        recorder.iterations_completed += r.iterations_completed;
+        recorder.iterations_failed += r.iterations_failed;
+        for (a, b) in recorder.error_samples.iter_mut().zip(r.error_samples) {
+            if a.is_none() {
+                *a = b;
+            }
+        }
+        all.elapsed += o.elapsed;
+        all.step_names.extend(o.step_names);
+        all.step_methods.extend(o.step_methods);
+        all.step_servers.extend(o.step_servers);
+        all.stopped_early |= o.stopped_early;
+    }
+    all.recorder = recorder;
+    all
+}
+
+fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
+    let stats = super::load::stats_of(o);
+    let t = &probe.thresholds;
+    let mut v = Verdict::default();
+    if stats.requests == 0 {
+        v.force(Grade::Critical, "no request completed");
+    }
+    for (name, e) in &stats.endpoints {
+        v.lower_better(
+            &format!("p95[{name}]"),
+            e.latency_ms.p95,
+            t.p95_ms.unwrap_or(DEFAULT_P95_MS),
+        );
+        v.lower_better(
+            &format!("mean[{name}]"),
+            e.latency_ms.mean,
+            t.mean_ms.unwrap_or(DEFAULT_MEAN_MS),
+        );
+    }
+    if stats.requests > 0 {
+        v.lower_better(
+            "error_rate",
+            stats.error_rate,
+            t.error_rate.unwrap_or(crate::verdict::DEFAULT_ERROR_RATE),
+        );
+    }
+    let mut notes: Vec<String> = v.forced.iter().map(|(_, w)| w.clone()).collect();
+    if o.stopped_early {
+        notes.push("stopped before every operation ran".into());
+    }
+    ProbeResult {
+        schema: SCHEMA.to_string(),
+        probe: probe.name.clone(),
+        kind: probe.kind.clone(),
+        started_at: rfc3339(o.started_at),
+        duration_s: round3(o.elapsed.as_secs_f64()),
+        grade: v.grade(),
+        series: super::load::series_of(o),
+        detail: super::load::detail_of(o),
+        stats: Some(stats),
+        race: None,
+        pubsub: None,
+        thresholds: v.results,
+        notes,
+    }
+}

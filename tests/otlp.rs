@@ -1,0 +1,450 @@
+//! OTLP export over real sockets: `plimsoll run` against a target that records the
+//! `traceparent` headers it receives, exporting to a real OTLP receiver started here (the
+//! collector's gRPC services from `opentelemetry-proto`, and an HTTP/protobuf receiver), and
+//! to a collector that never answers, which must not disturb the schedule.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::raw_server;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+/// What a receiver got.
+#[derive(Clone, Default)]
+struct Store {
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Store {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.traces.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Store {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.metrics.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// A gRPC OTLP receiver on 127.0.0.1; lives as long as the test process.
+fn grpc_receiver(store: Store) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(store.clone()))
+                .add_service(MetricsServiceServer::new(store))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                .await
+                .unwrap();
+        });
+    });
+    port
+}
+
+/// An HTTP/protobuf OTLP receiver (`POST /v1/traces`, `POST /v1/metrics`).
+fn http_receiver(store: Store) -> u16 {
+    raw_server(move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        loop {
+            let (mut path, mut len) = (String::new(), 0usize);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(rest) = l.strip_prefix("POST ") {
+                    path = rest.split(' ').next().unwrap_or("").to_string();
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            match path.as_str() {
+                "/v1/traces" => store
+                    .traces
+                    .lock()
+                    .unwrap()
+                    .push(ExportTraceServiceRequest::decode(&body[..]).unwrap()),
+                "/v1/metrics" => store
+                    .metrics
+                    .lock()
+                    .unwrap()
+                    .push(ExportMetricsServiceRequest::decode(&body[..]).unwrap()),
+                other => panic!("unexpected OTLP path {other:?}"),
+            }
+            let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+            if w.write_all(ok.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// What the target received: every `traceparent` value, and the number of requests.
+type Received = (Arc<Mutex<Vec<String>>>, Arc<Mutex<u64>>);
+
+/// A target that answers 200 and keeps every `traceparent` it receives, and counts requests.
+fn traceparent_target() -> (u16, Received) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(Mutex::new(0u64));
+    let (s2, c2) = (seen.clone(), count.clone());
+    let port = raw_server(move |s| {
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = line.strip_prefix("traceparent: ") {
+                s2.lock().unwrap().push(v.trim().to_string());
+            }
+            if line == "\r\n" {
+                *c2.lock().unwrap() += 1;
+                if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    (port, (seen, count))
+}
+
+fn config(dir: &tempfile::TempDir, target: u16, otlp: &str) -> std::path::PathBuf {
+    let p = dir.path().join("plimsoll.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[report]
+dir = ""
+[otlp]
+{otlp}
+[[probe]]
+name = "traced"
+kind = "load"
+schedule = {{ every = "1s" }}
+[probe.load]
+workers = 1
+request = {{ url = "http://127.0.0.1:{target}/hello" }}
+[[probe.load.phases]]
+name = "warm"
+duration = "300ms"
+rate = 40
+[[probe.load.phases]]
+name = "steady"
+duration = "400ms"
+rate = 60
+"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn str_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    match attr(attrs, key) {
+        Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key) {
+        Some(any_value::Value::IntValue(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The HTTP client conventions' attributes of a successful GET to the target.
+fn assert_ok_get_attributes(attrs: &[KeyValue], port: u16) {
+    assert_eq!(str_attr(attrs, "plimsoll.probe").as_deref(), Some("traced"));
+    assert_eq!(
+        str_attr(attrs, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        str_attr(attrs, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(int_attr(attrs, "server.port"), Some(i64::from(port)));
+    assert_eq!(int_attr(attrs, "http.response.status_code"), Some(200));
+    assert!(attr(attrs, "error.type").is_none());
+}
+
+fn spans(store: &Store) -> Vec<Span> {
+    store
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect()
+}
+
+/// Runs the daemon until its first run has ended, stops it (which flushes OTLP), and checks
+/// what the receiver got against what the target saw.
+fn check_export(protocol: &str, endpoint: &str, store: &Store) {
+    let (port, (traceparents, requests)) = traceparent_target();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &dir,
+        port,
+        &format!(
+            "endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nsample_ratio = 0.5\n\
+             metrics_interval = \"500ms\"\ntimeout = \"5s\"\n"
+        ),
+    );
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for(Duration::from_secs(15), |p| {
+        p[0]["runs"].as_u64() >= Some(1)
+    });
+    d.signal("-TERM");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+
+    let all = spans(store);
+    let roots: Vec<&Span> = all.iter().filter(|s| s.name == "probe traced").collect();
+    assert!(!roots.is_empty(), "no root span in {all:#?}\n{log}");
+    for r in &roots {
+        assert_eq!(
+            str_attr(&r.attributes, "plimsoll.probe").as_deref(),
+            Some("traced")
+        );
+        assert_eq!(
+            str_attr(&r.attributes, "plimsoll.kind").as_deref(),
+            Some("load")
+        );
+        assert!(str_attr(&r.attributes, "plimsoll.grade").is_some());
+        assert!(int_attr(&r.attributes, "plimsoll.requests").unwrap() > 0);
+        assert_eq!(int_attr(&r.attributes, "plimsoll.errors"), Some(0));
+        assert!(r.parent_span_id.is_empty());
+        assert!(r.end_time_unix_nano > r.start_time_unix_nano);
+    }
+    let root_ids: HashSet<(Vec<u8>, Vec<u8>)> = roots
+        .iter()
+        .map(|r| (r.trace_id.clone(), r.span_id.clone()))
+        .collect();
+    let child_of_root =
+        |s: &Span| root_ids.contains(&(s.trace_id.clone(), s.parent_span_id.clone()));
+
+    for phase in ["warm", "steady"] {
+        let p: Vec<&Span> = all.iter().filter(|s| s.name == phase).collect();
+        assert_eq!(p.len(), roots.len(), "one {phase} span per run");
+        assert!(p.iter().all(|s| child_of_root(s)));
+    }
+
+    // Client spans: exactly the requests whose traceparent the target received.
+    let clients: Vec<&Span> = all.iter().filter(|s| s.kind == 3).collect();
+    let sent: HashSet<String> = traceparents.lock().unwrap().iter().cloned().collect();
+    let exported: HashSet<String> = clients
+        .iter()
+        .map(|s| format!("00-{}-{}-01", hex(&s.trace_id), hex(&s.span_id)))
+        .collect();
+    assert!(!sent.is_empty(), "the target received no traceparent");
+    assert_eq!(exported, sent);
+    // Sampled at about half: not every request, not none.
+    let total = *requests.lock().unwrap();
+    assert!(
+        (sent.len() as u64) < total,
+        "{} of {total} traced",
+        sent.len()
+    );
+    for c in &clients {
+        assert!(child_of_root(c), "client span outside its run's trace");
+        assert_eq!(c.name, "GET");
+        assert_ok_get_attributes(&c.attributes, port);
+        assert!(c.end_time_unix_nano >= c.start_time_unix_nano);
+    }
+
+    // The duration histogram: cumulative, so the last export counts every request.
+    let metrics = store.metrics.lock().unwrap();
+    let last = metrics
+        .last()
+        .unwrap_or_else(|| panic!("no metrics exported\n{log}"));
+    let ms: Vec<_> = last
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .collect();
+    let h = ms
+        .iter()
+        .find(|m| m.name == "http.client.request.duration")
+        .expect("http.client.request.duration exported");
+    assert_eq!(h.unit, "s");
+    let Some(metric::Data::Histogram(hist)) = &h.data else {
+        panic!("not a histogram: {h:?}")
+    };
+    let mut count = 0;
+    for p in &hist.data_points {
+        assert_ok_get_attributes(&p.attributes, port);
+        assert_eq!(p.explicit_bounds.len(), 14);
+        count += p.count;
+    }
+    assert_eq!(
+        count, total,
+        "histogram count = requests the target answered"
+    );
+    for name in [
+        "plimsoll.probe.grade",
+        "plimsoll.probe.success",
+        "plimsoll.probe.duration",
+    ] {
+        assert!(ms.iter().any(|m| m.name == name), "{name} missing");
+    }
+}
+
+#[test]
+fn grpc_export_carries_runs_phases_and_the_client_spans_the_target_saw() {
+    let store = Store::default();
+    let port = grpc_receiver(store.clone());
+    check_export("grpc", &format!("http://127.0.0.1:{port}"), &store);
+}
+
+#[test]
+fn http_protobuf_export_carries_the_same() {
+    let store = Store::default();
+    let port = http_receiver(store.clone());
+    check_export("http/protobuf", &format!("http://127.0.0.1:{port}"), &store);
+}
+
+/// A collector that accepts connections and never answers: exports hang until their timeout,
+/// the span queue fills. Probes must keep their ticks, `/metrics` must answer and count the
+/// drops, and SIGTERM must still end the daemon promptly.
+#[test]
+fn a_collector_that_never_answers_does_not_disturb_the_schedule() {
+    let silent = raw_server(common::drain);
+    let (port, _) = traceparent_target();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plimsoll.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[report]
+dir = ""
+[otlp]
+endpoint = "http://127.0.0.1:{silent}"
+sample_ratio = 1.0
+span_queue_size = 30
+timeout = "3s"
+flush_timeout = "1s"
+metrics_interval = "200ms"
+[[probe]]
+name = "steady"
+kind = "load"
+schedule = {{ every = "500ms" }}
+[probe.load]
+workers = 1
+request = {{ url = "http://127.0.0.1:{port}/" }}
+[[probe.load.phases]]
+duration = "100ms"
+rate = 100
+"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&p, &[]);
+    let probes = d.wait_for(Duration::from_secs(20), |p| {
+        p[0]["runs"].as_u64() >= Some(8)
+    });
+    let delay = probes[0]["last_start_delay_ms"].as_f64().unwrap();
+    assert!(delay < 100.0, "a run started {delay} ms late");
+    assert_eq!(probes[0]["skipped"].as_u64(), Some(0));
+    let (status, text) = d.get("/metrics", &[]);
+    assert_eq!(status, 200);
+    let dropped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("plimsoll_otlp_dropped_total{signal=\"traces\"} "))
+        .unwrap_or_else(|| panic!("no trace drop counter in\n{text}"))
+        .parse()
+        .unwrap();
+    // 8 runs of ~10 spans each went to a queue of 30 that never drains.
+    assert!(dropped > 0.0, "{text}");
+    d.signal("-TERM");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exit took {:?}",
+        started.elapsed()
+    );
+}
