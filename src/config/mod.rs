@@ -10,8 +10,10 @@ mod daemon;
 mod duration;
 mod load;
 mod otlp;
+mod pubsub;
 mod race;
 mod secret;
+mod stores;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +25,10 @@ pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
 pub use otlp::{OtlpConfig, OtlpProtocol};
+pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use secret::Secret;
+pub use stores::{RedisConfig, SqlConfig, SqlQueryConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,7 +134,8 @@ fn default_report_dir() -> String {
 pub struct ProbeConfig {
     /// Unique name; it labels every metric and result of this probe.
     pub name: String,
-    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`).
+    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`, `redis`, `pubsub`,
+    /// `sql`).
     pub kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.
     #[serde(default)]
@@ -160,6 +165,15 @@ pub struct ProbeConfig {
     /// Settings of the `race` kind.
     #[serde(default)]
     pub race: Option<RaceConfig>,
+    /// Settings of the `redis` kind.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// Settings of the `pubsub` kind.
+    #[serde(default)]
+    pub pubsub: Option<PubsubConfig>,
+    /// Settings of the `sql` kind.
+    #[serde(default)]
+    pub sql: Option<SqlConfig>,
 }
 
 /// Settings of a load probe: the arrival model, the iteration (request steps), the client.
