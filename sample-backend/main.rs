@@ -11,8 +11,10 @@
 
 mod calls;
 mod catalog;
+mod events;
 mod orders;
 mod reply;
+mod reports;
 mod routes;
 mod timing;
 mod webhook;
@@ -34,6 +36,8 @@ use crate::routes::App;
 
 /// Environment variable consulted when `--database-url` is not given.
 const DATABASE_ENV: &str = "PLIMSOLL_SAMPLE_DATABASE_URL";
+/// Environment variable consulted when `--redis-url` is not given.
+const REDIS_ENV: &str = "PLIMSOLL_SAMPLE_REDIS_URL";
 /// Environment variable consulted when `--twilio-auth-token` is not given.
 const TOKEN_ENV: &str = "PLIMSOLL_SAMPLE_TWILIO_TOKEN";
 /// Token used when neither the flag nor the environment gives one; the demo signs with it.
@@ -61,6 +65,16 @@ struct Cli {
     /// it the orders live in memory [default: $PLIMSOLL_SAMPLE_DATABASE_URL].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+
+    /// Redis URL whose pub/sub channel `--events-channel` feeds the WebSocket `/ws/events`
+    /// (and which `POST /events` publishes to). Without it the events stay in this process
+    /// [default: $PLIMSOLL_SAMPLE_REDIS_URL].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+
+    /// Redis channel of the events.
+    #[arg(long, value_name = "NAME", default_value = "events")]
+    events_channel: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,20 +92,42 @@ fn main() -> anyhow::Result<()> {
         .database_url
         .or_else(|| std::env::var(DATABASE_ENV).ok())
         .filter(|u| !u.is_empty());
-    runtime.block_on(serve(&cli.listen, token, database_url))
+    let redis_url = cli
+        .redis_url
+        .or_else(|| std::env::var(REDIS_ENV).ok())
+        .filter(|u| !u.is_empty());
+    let stores = Stores {
+        database_url,
+        redis_url,
+        events_channel: cli.events_channel,
+    };
+    runtime.block_on(serve(&cli.listen, token, stores))
+}
+
+/// The data stores the backend was pointed at.
+struct Stores {
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    events_channel: String,
 }
 
 /// Binds, announces the address, and serves until a shutdown signal.
-async fn serve(listen: &str, token: String, database_url: Option<String>) -> anyhow::Result<()> {
-    // The database comes first: a backend that cannot reach it exits before announcing an
+async fn serve(listen: &str, token: String, stores: Stores) -> anyhow::Result<()> {
+    // The stores come first: a backend that cannot reach them exits before announcing an
     // address, instead of serving 503s nobody asked for.
-    let orders = match database_url {
+    let events = match &stores.redis_url {
+        Some(url) => events::Events::with_redis(url, &stores.events_channel)
+            .await
+            .context("subscribing to the Redis events channel")?,
+        None => events::Events::in_process(),
+    };
+    let orders = match stores.database_url {
         Some(url) => orders::Orders::connect(&url)
             .await
             .context("connecting to the order database")?,
         None => orders::Orders::in_memory(),
     };
-    let app = Arc::new(App::new(token, orders).context("starting the timer thread")?);
+    let app = Arc::new(App::new(token, orders, events).context("starting the timer thread")?);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -165,7 +201,8 @@ async fn serve_connection(
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(routes::respond(&app, request).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // With upgrades: `/ws/events` turns its connection into a WebSocket.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     // Connection errors (resets, half-written requests) are the client's business and would
     // flood stderr during a load run, so they are dropped.

@@ -96,6 +96,23 @@ impl Orders {
     }
 }
 
+impl Orders {
+    /// In memory: accepted orders per vendor, most first (then by name). Empty for the
+    /// database store, which the reporting route queries itself.
+    pub fn accepted_vendors(&self) -> Vec<(String, i64)> {
+        let Orders::Memory(m) = self else {
+            return Vec::new();
+        };
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for v in memory(m).accepted_by.iter().flatten() {
+            *counts.entry(v.clone()).or_insert(0) += 1;
+        }
+        let mut rows: Vec<(String, i64)> = counts.into_iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows
+    }
+}
+
 impl MemoryOrders {
     fn create(&mut self) -> i64 {
         self.accepted_by.push(None);

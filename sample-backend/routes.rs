@@ -15,8 +15,10 @@ use serde::Serialize;
 
 use crate::calls::{self, Calls};
 use crate::catalog::Catalog;
+use crate::events::{self, Events};
 use crate::orders::{self, Orders};
 use crate::reply::{self, ReplyBody};
+use crate::reports;
 use crate::timing::{PreciseTimer, StallSchedule};
 use crate::webhook::{self, MessageLedger, LEDGER_CAPACITY};
 
@@ -53,6 +55,8 @@ pub struct App {
     orders: Orders,
     /// The call-state API's calls (seed 003), in memory.
     calls: Calls,
+    /// The event fan-out behind `/ws/events` and `/events`.
+    events: Events,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -78,11 +82,13 @@ struct StatsDocument {
     rejected_signature: u64,
     /// Requests answered 400 or 413 for malformed input, on any route.
     bad_request: u64,
+    /// Events accepted by `POST /events?drop=1` and deliberately not forwarded.
+    events_dropped: u64,
 }
 
 impl App {
     /// Builds the state and starts the timer thread.
-    pub fn new(twilio_token: String, orders: Orders) -> std::io::Result<Self> {
+    pub fn new(twilio_token: String, orders: Orders, events: Events) -> std::io::Result<Self> {
         Ok(Self {
             twilio_token,
             ledger: MessageLedger::new(LEDGER_CAPACITY),
@@ -93,6 +99,7 @@ impl App {
             pattern: Bytes::from(pattern_chunk()),
             orders,
             calls: Calls::default(),
+            events,
         })
     }
 
@@ -106,6 +113,10 @@ impl App {
 /// Answers one request.
 pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBody> {
     app.stats.requests.fetch_add(1, Relaxed);
+    // The event routes need the whole request: the WebSocket upgrade lives in it.
+    if events::owns(request.uri().path()) {
+        return events::respond(&app.events, request).await;
+    }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query();
@@ -127,7 +138,13 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     let known = matches!(
         path,
-        "/health" | "/api/stats" | "/api/items" | "/delay" | "/stall" | "/bytes"
+        "/health"
+            | "/api/stats"
+            | "/api/items"
+            | "/delay"
+            | "/stall"
+            | "/bytes"
+            | reports::ORDERS_PER_VENDOR
     ) || path.starts_with("/api/items/")
         || path.starts_with("/status/");
     if !known {
@@ -139,11 +156,12 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
 
     match path {
         "/health" => reply::json_bytes(StatusCode::OK, Bytes::from_static(HEALTH_BODY)),
-        "/api/stats" => reply::json(StatusCode::OK, &stats_document(&app.stats)),
+        "/api/stats" => reply::json(StatusCode::OK, &stats_document(app)),
         "/api/items" => reply::json_bytes(StatusCode::OK, app.catalog.list()),
         "/delay" => delay(app, query).await,
         "/stall" => stall(app, query).await,
         "/bytes" => bytes(app, query),
+        reports::ORDERS_PER_VENDOR => reports::orders_per_vendor(&app.orders).await,
         _ => {
             if let Some(id) = path.strip_prefix("/api/items/") {
                 match app.catalog.item(id) {
@@ -159,8 +177,10 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
 }
 
-fn stats_document(stats: &Stats) -> StatsDocument {
+fn stats_document(app: &App) -> StatsDocument {
+    let stats = &app.stats;
     StatsDocument {
+        events_dropped: app.events.dropped.load(Relaxed),
         requests: stats.requests.load(Relaxed),
         webhooks_accepted: stats.webhooks_accepted.load(Relaxed),
         duplicates: stats.duplicates.load(Relaxed),

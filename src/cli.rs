@@ -418,6 +418,9 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         share_target: false,
         load: Some(load),
         race: None,
+        redis: None,
+        pubsub: None,
+        sql: None,
         benchmark: None,
     };
     let mut cfg = Config {

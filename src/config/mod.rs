@@ -11,8 +11,10 @@ mod duration;
 mod flow;
 mod load;
 mod otlp;
+mod pubsub;
 mod race;
 mod secret;
+mod stores;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +30,10 @@ pub use flow::{
 };
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
 pub use otlp::{OtlpConfig, OtlpProtocol};
+pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use secret::Secret;
+pub use stores::{RedisConfig, SqlConfig, SqlQueryConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -135,7 +139,8 @@ fn default_report_dir() -> String {
 pub struct ProbeConfig {
     /// Unique name; it labels every metric and result of this probe.
     pub name: String,
-    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`).
+    /// Probe kind, a name from the registry (`load`, `race`, `benchmark`, `redis`, `pubsub`,
+    /// `sql`).
     pub kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.
     #[serde(default)]
@@ -165,6 +170,15 @@ pub struct ProbeConfig {
     /// Settings of the `race` kind.
     #[serde(default)]
     pub race: Option<RaceConfig>,
+    /// Settings of the `redis` kind.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// Settings of the `pubsub` kind.
+    #[serde(default)]
+    pub pubsub: Option<PubsubConfig>,
+    /// Settings of the `sql` kind.
+    #[serde(default)]
+    pub sql: Option<SqlConfig>,
 }
 
 /// Settings of a load probe: the arrival model, the iteration (request steps), the client.

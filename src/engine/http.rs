@@ -377,7 +377,10 @@ fn hyper_error(e: hyper::Error) -> RequestError {
     RequestError::new(kind, msg)
 }
 
-fn client_tls_config(tls: &TlsConfig, http: HttpVersion) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn client_tls_config(
+    tls: &TlsConfig,
+    http: HttpVersion,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -167,6 +167,7 @@ fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         detail: super::load::detail_of(o),
         stats: Some(stats),
         race: None,
+        pubsub: None,
         thresholds: v.results,
         notes,
     }

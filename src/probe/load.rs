@@ -8,10 +8,10 @@ use super::{failed_result, ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
 use crate::report::{
-    rfc3339, round3, status_class_label, EndpointStats, IterationStats, LatencySummary,
-    OutcomeSeries, ProbeResult, RequestSeries, RunDetail, Stats, StepInfo, SCHEMA,
+    error_rate_and_rps, rfc3339, round3, status_class_label, EndpointStats, IterationStats,
+    LatencySummary, OutcomeSeries, ProbeResult, RequestSeries, RunDetail, Stats, StepInfo, SCHEMA,
 };
-use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
+use crate::verdict::{self, Bands, Grade, ThresholdsConfig, Verdict};
 
 pub struct LoadProbe;
 
@@ -87,6 +87,7 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         grade: verdict.grade(),
         stats: Some(stats),
         race: None,
+        pubsub: None,
         thresholds: verdict.results,
         notes,
         series: series_of(o),
@@ -189,14 +190,7 @@ pub(crate) fn stats_of(o: &LoadOutcome) -> Stats {
     let mut endpoints = BTreeMap::new();
     for (name, s) in o.step_names.iter().zip(&rec.steps) {
         // Two steps may share a name; their numbers then add up under it.
-        let e = endpoints
-            .entry(name.clone())
-            .or_insert_with(|| EndpointStats {
-                requests: 0,
-                errors: 0,
-                latency_ms: LatencySummary::default(),
-                errors_by_kind: BTreeMap::new(),
-            });
+        let e: &mut EndpointStats = endpoints.entry(name.clone()).or_default();
         e.requests += s.requests;
         e.errors += s.error_count();
         e.latency_ms = LatencySummary::from_micros(&s.latency);
@@ -209,19 +203,12 @@ pub(crate) fn stats_of(o: &LoadOutcome) -> Stats {
         .zip(&rec.error_samples)
         .filter_map(|(k, m)| m.as_ref().map(|m| (k.as_str().to_string(), m.clone())))
         .collect();
+    let (error_rate, rps) = error_rate_and_rps(requests, errors, secs);
     Stats {
         requests,
         errors,
-        error_rate: if requests > 0 {
-            errors as f64 / requests as f64
-        } else {
-            0.0
-        },
-        rps: if secs > 0.0 {
-            round3(requests as f64 / secs)
-        } else {
-            0.0
-        },
+        error_rate,
+        rps,
         offered_rps: o.planned.map(|(_, r)| round3(r)),
         latency_ms: LatencySummary::from_micros(&rec.total_latency()),
         service_time_ms: LatencySummary::from_micros(&rec.total_service()),
@@ -243,8 +230,36 @@ pub(crate) fn stats_of(o: &LoadOutcome) -> Stats {
     }
 }
 
+/// Default bands of the metrics every request-counting kind is graded on, where its
+/// thresholds say nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct StatDefaults {
+    /// Throughput when the probe states no `target_rps` and has no planned rate.
+    pub rps: Bands,
+    pub p99_ms: Bands,
+    /// Mean latency, graded only where a seed names it (Redis: 5 ms).
+    pub mean_ms: Option<Bands>,
+}
+
+/// The seed table of DESIGN.md, for HTTP load.
+pub const HTTP_DEFAULTS: StatDefaults = StatDefaults {
+    rps: verdict::DEFAULT_RPS,
+    p99_ms: verdict::DEFAULT_P99_MS,
+    mean_ms: None,
+};
+
 /// Grades a run's statistics against the probe's thresholds and the seed defaults.
 pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdict {
+    grade_with(t, target_rps, s, &HTTP_DEFAULTS)
+}
+
+/// Grades a run's statistics against the probe's thresholds and the given defaults.
+pub fn grade_with(
+    t: &ThresholdsConfig,
+    target_rps: Option<f64>,
+    s: &Stats,
+    defaults: &StatDefaults,
+) -> Verdict {
     let mut v = Verdict::default();
     if s.requests == 0 {
         v.force(Grade::Critical, "no request completed");
@@ -253,14 +268,10 @@ pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdic
     let rps_bands = t.rps.unwrap_or_else(|| match (target_rps, s.offered_rps) {
         (Some(target), _) => verdict::rps_bands_for_target(target),
         (None, Some(offered)) => verdict::rps_bands_for_plan(offered),
-        (None, None) => verdict::DEFAULT_RPS,
+        (None, None) => defaults.rps,
     });
     v.higher_better("rps", s.rps, rps_bands);
-    v.lower_better(
-        "p99",
-        s.latency_ms.p99,
-        t.p99_ms.unwrap_or(verdict::DEFAULT_P99_MS),
-    );
+    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(defaults.p99_ms));
     v.lower_better(
         "error_rate",
         s.error_rate,
@@ -270,7 +281,7 @@ pub fn grade(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdic
         ("p50", t.p50_ms, s.latency_ms.p50),
         ("p95", t.p95_ms, s.latency_ms.p95),
         ("p999", t.p999_ms, s.latency_ms.p999),
-        ("mean", t.mean_ms, s.latency_ms.mean),
+        ("mean", t.mean_ms.or(defaults.mean_ms), s.latency_ms.mean),
     ];
     for (name, bands, value) in optional {
         if let Some(b) = bands {

@@ -7,8 +7,12 @@
 
 pub mod benchmark;
 pub mod load;
+pub mod ops;
+pub mod pubsub;
 pub mod race;
+pub mod redis;
 pub mod registry;
+pub mod sql;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -61,6 +65,7 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         grade: crate::verdict::Grade::Critical,
         stats: None,
         race: None,
+        pubsub: None,
         thresholds: Vec::new(),
         notes: vec![why],
         series: Vec::new(),

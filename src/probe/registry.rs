@@ -8,6 +8,9 @@ pub static KINDS: &[&dyn ProbeKind] = &[
     &super::load::LoadProbe,
     &super::race::RaceProbe,
     &super::benchmark::BenchmarkProbe,
+    &super::redis::RedisProbe,
+    &super::pubsub::PubsubProbe,
+    &super::sql::SqlProbe,
 ];
 
 /// The kind of that name.

@@ -33,6 +33,9 @@ pub struct ProbeResult {
     /// Figures of a `race` probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub race: Option<RaceStats>,
+    /// Figures of a `pubsub` probe: deliveries, beside `stats` (which counts the publishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<PubsubStats>,
     pub thresholds: Vec<ThresholdResult>,
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -169,6 +172,59 @@ pub struct RaceStats {
     pub suspect_rounds: Vec<RaceRound>,
 }
 
+/// Figures of a pub/sub delivery run (seed 003): what was published, what each subscriber
+/// received of it, and how long a message took from its send to its delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PubsubStats {
+    /// Subscriber connections asked for.
+    pub subscribers: u32,
+    /// Subscribers whose connection was open when publishing began.
+    pub connected: u32,
+    /// Messages published successfully (a failed publish is not expected anywhere).
+    pub published: u64,
+    /// Publishes that failed; counted in `stats.errors` too.
+    pub publish_errors: u64,
+    /// `published × subscribers`: deliveries a perfect channel makes.
+    pub expected_deliveries: u64,
+    /// Distinct expected messages received, all subscribers together.
+    pub delivered: u64,
+    /// `delivered / expected_deliveries`, 0 to 1.
+    pub delivery_ratio: f64,
+    /// Expected deliveries that never arrived (within the grace period).
+    pub lost: u64,
+    /// Messages received again by a subscriber that already had them.
+    pub duplicates: u64,
+    /// Messages received after a message published later than them.
+    pub out_of_order: u64,
+    /// Messages of this run received that were never reported published (the publish
+    /// failed or timed out but got through); not counted as delivered.
+    pub unexpected: u64,
+    /// Text messages that were not this run's (other traffic on the channel); ignored.
+    pub foreign: u64,
+    /// From the publisher's send time (carried in the message) to the delivery.
+    pub latency_ms: LatencySummary,
+    /// Per subscriber, in connection order.
+    pub per_subscriber: Vec<SubscriberStats>,
+    /// The first subscriber error (connect, closed, protocol), for the person on call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber_error: Option<String>,
+}
+
+/// What one subscriber received.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriberStats {
+    /// Index, from 0.
+    pub subscriber: u32,
+    /// Whether its connection was open when publishing began.
+    pub connected: bool,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// `delivered / published`, 0 to 1.
+    pub delivery_ratio: f64,
+}
+
 /// One round worth a look: which resource, and who said how many won.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RaceRound {
@@ -196,7 +252,7 @@ pub struct IterationStats {
     pub planned: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointStats {
     pub requests: u64,
     pub errors: u64,
@@ -235,6 +291,22 @@ impl LatencySummary {
             max: ms(h.max()),
         }
     }
+}
+
+/// A run's error ratio and achieved requests per second (rounded to three decimals); zero
+/// where there is nothing to divide by.
+pub fn error_rate_and_rps(requests: u64, errors: u64, elapsed_s: f64) -> (f64, f64) {
+    let error_rate = if requests > 0 {
+        errors as f64 / requests as f64
+    } else {
+        0.0
+    };
+    let rps = if elapsed_s > 0.0 {
+        round3(requests as f64 / elapsed_s)
+    } else {
+        0.0
+    };
+    (error_rate, rps)
 }
 
 pub(crate) fn round3(v: f64) -> f64 {

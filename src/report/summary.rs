@@ -31,6 +31,30 @@ fn race_line(r: &super::RaceStats) -> String {
     line
 }
 
+/// One line of a pub/sub run's deliveries.
+fn pubsub_line(p: &super::PubsubStats) -> String {
+    let mut line = format!(
+        "{} message(s) to {}/{} subscriber(s): {} of {} delivered ({:.3}%), {} lost, {} \
+         duplicate(s), {} out of order; delivery p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        p.published,
+        p.connected,
+        p.subscribers,
+        p.delivered,
+        p.expected_deliveries,
+        p.delivery_ratio * 100.0,
+        p.lost,
+        p.duplicates,
+        p.out_of_order,
+        p.latency_ms.p50,
+        p.latency_ms.p95,
+        p.latency_ms.p99
+    );
+    if let Some(e) = &p.subscriber_error {
+        let _ = write!(line, "\n  subscriber: {e}");
+    }
+    line
+}
+
 /// Seed 002's benchmark table: one row per operation.
 fn operations_table(s: &super::Stats) -> String {
     let w = s
@@ -114,6 +138,9 @@ pub fn render(results: &[ProbeResult]) -> String {
         }
         if let Some(race) = &r.race {
             lines.push(race_line(race));
+        }
+        if let Some(p) = &r.pubsub {
+            lines.push(pubsub_line(p));
         }
         if r.kind == "benchmark" {
             if let Some(s) = &r.stats {

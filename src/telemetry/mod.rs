@@ -591,6 +591,7 @@ mod tests {
                 no_winner: 1,
                 ..Default::default()
             }),
+            pubsub: None,
             thresholds: Vec::new(),
             notes: Vec::new(),
             series: Vec::new(),

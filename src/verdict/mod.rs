@@ -177,6 +177,26 @@ pub struct ThresholdsConfig {
     /// to 1. Default: the `race_rate` defaults.
     #[serde(default)]
     pub verify_mismatch_rate: Option<Bands>,
+    /// Pub/sub: delivered / expected deliveries, 0 to 1 (higher is better). Default:
+    /// excellent when every message arrived, good ≥ 0.99, warning ≥ 0.95.
+    #[serde(default)]
+    pub delivery_ratio: Option<Bands>,
+    /// Pub/sub: duplicate deliveries / expected deliveries (lower is better). Default:
+    /// excellent only when none, good < 0.001, warning ≤ 0.01.
+    #[serde(default)]
+    pub duplicate_ratio: Option<Bands>,
+    /// Pub/sub: deliveries that arrived after a later message / expected deliveries (lower
+    /// is better). Default: as `duplicate_ratio`.
+    #[serde(default)]
+    pub out_of_order_ratio: Option<Bands>,
+    /// Pub/sub: 95th percentile of the end-to-end delivery latency in ms. Default: good
+    /// < 100, warning ≤ 300.
+    #[serde(default)]
+    pub delivery_p95_ms: Option<Bands>,
+    /// Pub/sub: 99th percentile of the end-to-end delivery latency in ms. Default: good
+    /// < 200, warning ≤ 1000.
+    #[serde(default)]
+    pub delivery_p99_ms: Option<Bands>,
 }
 
 impl ThresholdsConfig {
@@ -192,6 +212,10 @@ impl ThresholdsConfig {
             ("race_rate", self.race_rate),
             ("race_time_p99_ms", self.race_time_p99_ms),
             ("verify_mismatch_rate", self.verify_mismatch_rate),
+            ("duplicate_ratio", self.duplicate_ratio),
+            ("out_of_order_ratio", self.out_of_order_ratio),
+            ("delivery_p95_ms", self.delivery_p95_ms),
+            ("delivery_p99_ms", self.delivery_p99_ms),
         ];
         for (name, b) in lower {
             if let Some(b) = b {
@@ -201,8 +225,13 @@ impl ThresholdsConfig {
         if let Some(b) = self.rps {
             b.validate(&format!("{path}.rps"), false, problems);
         }
-        if let Some(b) = self.win_rate {
-            b.validate(&format!("{path}.win_rate"), false, problems);
+        for (name, b) in [
+            ("win_rate", self.win_rate),
+            ("delivery_ratio", self.delivery_ratio),
+        ] {
+            if let Some(b) = b {
+                b.validate(&format!("{path}.{name}"), false, problems);
+            }
         }
     }
 }
@@ -225,6 +254,31 @@ pub const DEFAULT_RACE_RATE: Bands = Bands::new(Some(1e-9), None, Some(0.01));
 /// Race time p99 in ms: seed 000 fixes excellent below 100 ms and critical above 1000 ms; the
 /// good band ends at 500 ms, the seed's p99 bound for an ordinary request.
 pub const DEFAULT_RACE_TIME_P99_MS: Bands = Bands::new(Some(100.0), Some(500.0), Some(1000.0));
+
+/// Redis workload (seed 004's benchmark): its "target latency 5 ms average" is the good bound;
+/// the 50 ms average it reports as the pre-optimization state is where warning ends.
+pub const DEFAULT_REDIS_MEAN_MS: Bands = Bands::new(None, Some(5.0), Some(50.0));
+/// Redis workload p99 in ms: seed 004's "maximum latency 50 ms P99" is the good bound; its
+/// pre-optimization 200 ms (P95) is where warning ends.
+pub const DEFAULT_REDIS_P99_MS: Bands = Bands::new(None, Some(50.0), Some(200.0));
+/// Redis workload: seed 004's "minimum throughput 1000 ops/second", scaled like a stated
+/// `target_rps` (excellent above 2000, warning down to 200).
+pub const DEFAULT_REDIS_OPS: f64 = 1000.0;
+/// SQL probe without a rate or `target_rps`: seed 003's reporting endpoints aim at 100 QPS.
+pub const DEFAULT_SQL_QPS: f64 = 100.0;
+
+/// Pub/sub delivery ratio. Seed 003 passes a run at "> 95 %" delivered: below that is
+/// critical. A monitor should speak up well before the pass line, so a run that lost more
+/// than 1 % is a warning, and only a run that lost nothing at all is excellent (the bound
+/// sits below one loss in a million deliveries).
+pub const DEFAULT_DELIVERY_RATIO: Bands = Bands::new(Some(0.999_999), Some(0.99), Some(0.95));
+/// Pub/sub duplicates and out-of-order deliveries, per expected delivery: a healthy channel
+/// has none (excellent); one in a thousand is still good, one in a hundred a warning.
+pub const DEFAULT_DELIVERY_ANOMALY_RATIO: Bands = Bands::new(Some(1e-9), Some(0.001), Some(0.01));
+/// Pub/sub end-to-end p95 in ms: seed 003's "p95 < 100 ms" is good; three times that warns.
+pub const DEFAULT_DELIVERY_P95_MS: Bands = Bands::new(None, Some(100.0), Some(300.0));
+/// Pub/sub end-to-end p99 in ms: seed 003's "p99 < 200 ms" is good; a second is critical.
+pub const DEFAULT_DELIVERY_P99_MS: Bands = Bands::new(None, Some(200.0), Some(1000.0));
 
 /// Throughput bands for a stated target: the seed table scaled so that its "good" bound (500)
 /// falls on the target: excellent above 2×, warning down to a fifth.
@@ -338,6 +392,32 @@ mod tests {
         assert_eq!(t.grade_lower_better(300.0), Grade::Good);
         assert_eq!(t.grade_lower_better(800.0), Grade::Warning);
         assert_eq!(t.grade_lower_better(1000.1), Grade::Critical);
+    }
+
+    #[test]
+    fn store_defaults_follow_seeds_003_and_004() {
+        assert_eq!(DEFAULT_REDIS_MEAN_MS.grade_lower_better(4.9), Grade::Good);
+        assert_eq!(
+            DEFAULT_REDIS_MEAN_MS.grade_lower_better(6.0),
+            Grade::Warning
+        );
+        assert_eq!(DEFAULT_REDIS_P99_MS.grade_lower_better(49.0), Grade::Good);
+        assert_eq!(
+            DEFAULT_REDIS_P99_MS.grade_lower_better(250.0),
+            Grade::Critical
+        );
+        let ops = rps_bands_for_target(DEFAULT_REDIS_OPS);
+        assert_eq!(ops.grade_higher_better(999.0), Grade::Warning);
+        assert_eq!(ops.grade_higher_better(1000.0), Grade::Good);
+        let d = DEFAULT_DELIVERY_RATIO;
+        assert_eq!(d.grade_higher_better(1.0), Grade::Excellent);
+        assert_eq!(d.grade_higher_better(0.999), Grade::Good);
+        assert_eq!(d.grade_higher_better(0.96), Grade::Warning);
+        assert_eq!(d.grade_higher_better(0.949), Grade::Critical);
+        let a = DEFAULT_DELIVERY_ANOMALY_RATIO;
+        assert_eq!(a.grade_lower_better(0.0), Grade::Excellent);
+        assert_eq!(a.grade_lower_better(0.0005), Grade::Good);
+        assert_eq!(a.grade_lower_better(0.02), Grade::Critical);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod postgres;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -132,6 +132,7 @@ pub(super) fn grade_tally(
         grade: verdict.grade(),
         stats: None,
         race: Some(stats),
+        pubsub: None,
         series: Vec::new(),
         detail: Default::default(),
         thresholds: verdict.results,
