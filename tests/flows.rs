@@ -334,6 +334,7 @@ request = { url = "/b" }
 [[probe.load.scenarios.steps]]
 request = { url = "/c" }
 capture = [ { json = "id", as = "call_id" }, { regex = "(", as = "r" }, { json = "/x", header = "h", as = "y" } ]
+expect = { status = [99], json = [ { pointer = "state" } ] }
 "#,
     );
     let want = [
@@ -343,6 +344,8 @@ capture = [ { json = "id", as = "call_id" }, { regex = "(", as = "r" }, { json =
         "probe[0].load.scenarios[1].steps[2].capture[0].json: must start with \"/\"",
         "probe[0].load.scenarios[1].steps[2].capture[1].regex: invalid regex",
         "probe[0].load.scenarios[1].steps[2].capture[2]: give exactly one of",
+        "probe[0].load.scenarios[1].steps[2].expect.status: 99 is not an HTTP status",
+        "probe[0].load.scenarios[1].steps[2].expect.json[0].pointer: must start with \"/\"",
     ];
     for w in want {
         assert!(

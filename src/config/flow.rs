@@ -341,9 +341,18 @@ impl FlowStepConfig {
         self.request
             .validate(&format!("{p}.request"), vars, problems);
         if let Some(codes) = &status {
-            let mut r = RequestConfig::simple("GET", "/");
-            r.expect_status = Some(codes.clone());
-            r.validate(&format!("{p}.expect"), &[], problems);
+            if codes.is_empty() {
+                problems.push(
+                    format!("{p}.expect.status"),
+                    "must list at least one status",
+                );
+            }
+            for c in codes.iter().filter(|c| !(100..=599).contains(*c)) {
+                problems.push(
+                    format!("{p}.expect.status"),
+                    format!("{c} is not an HTTP status"),
+                );
+            }
         }
         for (k, c) in self.capture.iter().enumerate() {
             let cp = format!("{p}.capture[{k}]");
