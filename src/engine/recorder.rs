@@ -106,6 +106,13 @@ fn add_outcome(
     }
 }
 
+/// Index of a status's class in [`StepRecord::status_classes`]: 1..=5 for 1xx..5xx, 0 for a
+/// request without a response.
+#[inline]
+pub fn class_index(status: Option<u16>) -> usize {
+    status.map(|c| usize::from(c / 100).min(5)).unwrap_or(0)
+}
+
 /// Measurements of one step (the `endpoint` label).
 #[derive(Debug, Clone)]
 pub struct StepRecord {
@@ -118,9 +125,8 @@ pub struct StepRecord {
     pub status_classes: [u64; 6],
     pub errors: [u64; ErrorKind::ALL.len()],
     pub bytes: u64,
-    /// Latency in classic buckets, by status class (same indexes as `status_classes`).
-    pub classic: [ClassicBuckets; 6],
-    /// Latency in classic buckets by exact status code and error kind.
+    /// Latency in classic buckets by exact status code and error kind (status classes and
+    /// everything coarser are derived from it).
     pub outcomes: Vec<OutcomeBuckets>,
 }
 
@@ -133,7 +139,6 @@ impl StepRecord {
             status_classes: [0; 6],
             errors: [0; ErrorKind::ALL.len()],
             bytes: 0,
-            classic: [ClassicBuckets::default(); 6],
             outcomes: Vec::new(),
         }
     }
@@ -150,9 +155,6 @@ impl StepRecord {
             *a += b;
         }
         self.bytes += o.bytes;
-        for (a, b) in self.classic.iter_mut().zip(&o.classic) {
-            a.merge(b);
-        }
         for b in &o.outcomes {
             match self
                 .outcomes
@@ -215,10 +217,8 @@ impl Recorder {
         s.service.saturating_record(micros(service));
         s.requests += 1;
         s.bytes += bytes;
-        let class = status.map(|c| usize::from(c / 100).min(5)).unwrap_or(0);
-        s.status_classes[class] += 1;
+        s.status_classes[class_index(status)] += 1;
         let bucket = ClassicBuckets::index_of(latency_us);
-        s.classic[class].add_at(bucket, latency_us);
         add_outcome(
             &mut s.outcomes,
             status,
@@ -358,22 +358,23 @@ mod tests {
         assert!((p50 - 51.0).abs() < 0.1, "{p50}");
         assert_eq!(a.steps[0].status_classes[2], 100);
         assert_eq!(a.steps[0].status_classes[0], 1);
-        // Classic buckets: 1..=100 ms land at or under the 0.1 s bound, 2 s under 2.5 s.
-        let ok = &a.steps[0].classic[2];
-        assert_eq!(ok.count(), 100);
-        assert_eq!(ok.counts[0], 1); // 1 ms <= 0.001 s
-        assert_eq!(ok.counts[..=6].iter().sum::<u64>(), 100);
-        assert_eq!(a.steps[0].classic[0].counts[10], 1); // 2 s: (1, 2.5] s
-        assert_eq!(ok.sum_micros, (1..=100).map(|m| m * 1000).sum::<u64>());
-        // By exact outcome: the 200s and the timeout apart, with the same buckets.
+        // By exact outcome: the 200s and the timeout apart, each in classic buckets.
         let outcomes = &a.steps[0].outcomes;
         assert_eq!(outcomes.len(), 2);
         assert_eq!((outcomes[0].status, outcomes[0].error), (Some(200), None));
-        assert_eq!(outcomes[0].buckets, *ok);
         assert_eq!(
             (outcomes[1].status, outcomes[1].error),
             (None, Some(ErrorKind::Timeout))
         );
-        assert_eq!(outcomes[1].buckets.counts[10], 1);
+        // 1..=100 ms land at or under the 0.1 s bound, 2 s under 2.5 s.
+        let ok = &outcomes[0].buckets;
+        assert_eq!(ok.count(), 100);
+        assert_eq!(ok.counts[0], 1); // 1 ms <= 0.001 s
+        assert_eq!(ok.counts[..=6].iter().sum::<u64>(), 100);
+        assert_eq!(outcomes[1].buckets.counts[10], 1); // 2 s: (1, 2.5] s
+        assert_eq!(ok.sum_micros, (1..=100).map(|m| m * 1000).sum::<u64>());
+        assert_eq!(class_index(Some(204)), 2);
+        assert_eq!(class_index(Some(503)), 5);
+        assert_eq!(class_index(None), 0);
     }
 }

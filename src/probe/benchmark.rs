@@ -163,7 +163,6 @@ fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         started_at: rfc3339(o.started_at),
         duration_s: round3(o.elapsed.as_secs_f64()),
         grade: v.grade(),
-        series: super::load::series_of(o),
         detail: super::load::detail_of(o),
         stats: Some(stats),
         race: None,

@@ -9,7 +9,7 @@ use crate::config::{Config, ProbeConfig, Problems};
 use crate::engine::{self, ErrorKind, LoadOutcome, LoadSpec, Progress};
 use crate::report::{
     error_rate_and_rps, rfc3339, round3, status_class_label, EndpointStats, IterationStats,
-    LatencySummary, OutcomeSeries, ProbeResult, RequestSeries, RunDetail, Stats, StepInfo, SCHEMA,
+    LatencySummary, OutcomeSeries, ProbeResult, RunDetail, Stats, StepInfo, SCHEMA,
 };
 use crate::verdict::{self, Bands, Grade, ThresholdsConfig, Verdict};
 
@@ -90,7 +90,6 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
         pubsub: None,
         thresholds: verdict.results,
         notes,
-        series: series_of(o),
         detail: detail_of(o),
     }
 }
@@ -129,37 +128,6 @@ pub(crate) fn detail_of(o: &LoadOutcome) -> RunDetail {
         requests,
         client_spans: o.client_spans.clone(),
     }
-}
-
-/// The classic-bucket series of every step and status class that saw a request.
-pub(crate) fn series_of(o: &LoadOutcome) -> Vec<RequestSeries> {
-    let mut out = Vec::new();
-    for ((name, method), s) in o
-        .step_names
-        .iter()
-        .zip(&o.step_methods)
-        .zip(&o.recorder.steps)
-    {
-        for (i, b) in s.classic.iter().enumerate() {
-            if b.count() == 0 {
-                continue;
-            }
-            let class = status_class_label(i);
-            // Two steps may share a name and method; their buckets then add up.
-            match out.iter_mut().find(|r: &&mut RequestSeries| {
-                r.endpoint == *name && r.method == *method && r.status_class == class
-            }) {
-                Some(r) => r.buckets.merge(b),
-                None => out.push(RequestSeries {
-                    endpoint: name.clone(),
-                    method: method.clone(),
-                    status_class: class,
-                    buckets: *b,
-                }),
-            }
-        }
-    }
-    out
 }
 
 fn kinds_map(counts: &[u64]) -> BTreeMap<String, u64> {

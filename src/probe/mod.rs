@@ -68,7 +68,6 @@ pub fn failed_result(probe: &ProbeConfig, why: String) -> ProbeResult {
         pubsub: None,
         thresholds: Vec::new(),
         notes: vec![why],
-        series: Vec::new(),
         detail: Default::default(),
     }
 }

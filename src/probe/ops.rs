@@ -242,7 +242,6 @@ pub fn graded_result(
         pubsub,
         thresholds: verdict.results,
         notes: all,
-        series: Vec::new(),
         detail: Default::default(),
     }
 }

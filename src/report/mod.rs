@@ -40,10 +40,6 @@ pub struct ProbeResult {
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Per-request latency buckets for the metrics exporter. Not part of the document: the
-    /// document keeps exact percentiles, the exporter needs mergeable buckets.
-    #[serde(skip)]
-    pub series: Vec<RequestSeries>,
     /// What OTLP export needs beyond the document (exact start, exact status codes, sampled
     /// requests). Not part of the document either.
     #[serde(skip)]
@@ -80,18 +76,6 @@ pub struct OutcomeSeries {
     pub step: usize,
     pub status: Option<u16>,
     pub error: Option<crate::engine::ErrorKind>,
-    pub buckets: crate::engine::recorder::ClassicBuckets,
-}
-
-/// Requests of one step and status class, in the classic buckets of
-/// [`crate::engine::recorder::REQUEST_BUCKETS_SECONDS`].
-#[derive(Debug, Clone)]
-pub struct RequestSeries {
-    /// The step's name (`endpoint` label).
-    pub endpoint: String,
-    pub method: String,
-    /// `1xx` … `5xx`, or `none` for requests that got no response.
-    pub status_class: &'static str,
     pub buckets: crate::engine::recorder::ClassicBuckets,
 }
 

@@ -22,7 +22,8 @@ use prometheus_client::registry::{Registry, Unit};
 pub use histogram::BucketHistogram;
 use quantiles::LastRunQuantiles;
 
-use crate::report::ProbeResult;
+use crate::engine::recorder::class_index;
+use crate::report::{status_class_label, ProbeResult};
 use crate::verdict::Grade;
 
 type GaugeF = Gauge<f64, AtomicU64>;
@@ -368,17 +369,22 @@ impl Telemetry {
                 grade: r.grade.as_str().to_string(),
             })
             .inc();
-        for s in &r.series {
+        // Exact outcomes fold into status classes here; two steps sharing a name and method
+        // add up under one series.
+        for o in &r.detail.requests {
+            let Some(step) = r.detail.steps.get(o.step) else {
+                continue;
+            };
             let labels = RequestLabels {
                 probe: r.probe.clone(),
-                endpoint: s.endpoint.clone(),
-                method: s.method.clone(),
-                status_class: s.status_class.to_string(),
+                endpoint: step.name.clone(),
+                method: step.method.clone(),
+                status_class: status_class_label(class_index(o.status)).to_string(),
             };
-            self.request_duration.get_or_create(&labels).add(&s.buckets);
+            self.request_duration.get_or_create(&labels).add(&o.buckets);
             self.requests
                 .get_or_create(&labels)
-                .inc_by(s.buckets.count());
+                .inc_by(o.buckets.count());
         }
         if let Some(stats) = &r.stats {
             for (endpoint, e) in &stats.endpoints {
@@ -594,7 +600,6 @@ mod tests {
             pubsub: None,
             thresholds: Vec::new(),
             notes: Vec::new(),
-            series: Vec::new(),
             detail: Default::default(),
         };
         t.record_run(&r, 0.0);

@@ -133,7 +133,6 @@ pub(super) fn grade_tally(
         stats: None,
         race: Some(stats),
         pubsub: None,
-        series: Vec::new(),
         detail: Default::default(),
         thresholds: verdict.results,
         notes,
