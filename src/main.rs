@@ -1,9 +1,14 @@
-//! The `plimsoll` binary: parses the command line and exits with the command's code.
+//! The `plimsoll` binary: parses the command line, runs the command, and turns its [`Exit`]
+//! into the process exit code (the policy lives in `plimsoll::exit`).
+//!
+//! [`Exit`]: plimsoll::exit::Exit
 
-fn main() {
-    let code = match plimsoll::cli::parse() {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let exit = match plimsoll::cli::parse() {
         Ok(cli) => plimsoll::cli::execute(cli),
-        Err(code) => code,
+        Err(exit) => exit,
     };
-    std::process::exit(code);
+    exit.into()
 }

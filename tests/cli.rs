@@ -80,7 +80,7 @@ fn shipped_configs_validate() {
 
 #[test]
 fn the_demo_configuration_validates() {
-    let text = plimsoll::daemon::demo::DEMO_CONFIG
+    let text = plimsoll::cli::DEMO_CONFIG
         .replace("@BACKEND@", "http://127.0.0.1:8080")
         .replace("@RESULTS@", "/tmp/plimsoll-demo-test");
     let cfg =
@@ -90,15 +90,15 @@ fn the_demo_configuration_validates() {
     // kinds that measure a data store the demo does not start (it runs without Redis and
     // PostgreSQL); whether `pubsub` joins it over the backend's in-process fan-out is open.
     assert!(cfg.probe.iter().all(|p| p.schedule.is_some()));
-    let needs_a_store = ["redis", "pubsub", "sql"];
-    for kind in plimsoll::probe::registry::KINDS {
-        if needs_a_store.contains(&kind.name()) {
+    use plimsoll::config::Kind;
+    let needs_a_store = [Kind::Redis, Kind::Pubsub, Kind::Sql];
+    for kind in Kind::ALL {
+        if needs_a_store.contains(kind) {
             continue;
         }
         assert!(
-            cfg.probe.iter().any(|p| p.kind == kind.name()),
-            "the demo has no {} probe",
-            kind.name()
+            cfg.probe.iter().any(|p| p.kind() == *kind),
+            "the demo has no {kind} probe"
         );
     }
 }

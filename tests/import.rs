@@ -33,7 +33,9 @@ fn seed_002_load_script_converts_and_lists_what_it_dropped() {
     let (text, stderr) = convert("tests/data/artillery/artillery-load-test.yml");
     let cfg = validated(&text);
     assert_eq!(cfg.target[0].url, "http://localhost:3001");
-    let load = cfg.probe[0].load.as_ref().unwrap();
+    let plimsoll::config::ProbeSpec::Load(load) = &cfg.probe[0].spec else {
+        panic!("not a load probe")
+    };
     let rates: Vec<f64> = load.phases.iter().map(|p| p.rate.unwrap()).collect();
     assert_eq!(rates, [10.0, 50.0, 100.0, 10.0]);
     assert_eq!(load.timeout.as_duration().as_secs(), 30);
@@ -73,7 +75,9 @@ fn seed_002_stress_script_converts_its_ramps() {
     let (text, stderr) = convert("tests/data/artillery/artillery-stress-test.yml");
     assert!(stderr.is_empty(), "nothing should be dropped: {stderr}");
     let cfg = validated(&text);
-    let load = cfg.probe[0].load.as_ref().unwrap();
+    let plimsoll::config::ProbeSpec::Load(load) = &cfg.probe[0].spec else {
+        panic!("not a load probe")
+    };
     let ramps: Vec<(f64, Option<f64>)> = load
         .phases
         .iter()

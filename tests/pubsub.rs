@@ -36,8 +36,7 @@ fn http_publish(backend: &str) -> String {
 }
 
 fn pubsub_of(r: &ProbeResult) -> &PubsubStats {
-    r.pubsub
-        .as_ref()
+    r.pubsub()
         .unwrap_or_else(|| panic!("no pubsub block: {}", r.to_json_pretty()))
 }
 

@@ -42,8 +42,7 @@ json = {{ vendor = "v{{{{claimant}}}}" }}
 }
 
 fn race_of(r: &ProbeResult) -> &RaceStats {
-    r.race
-        .as_ref()
+    r.race()
         .unwrap_or_else(|| panic!("no race block: {}", r.to_json_pretty()))
 }
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::request::{GeneratorConfig, RequestConfig};
 use super::{HumanDuration, Problems};
-use crate::engine::template::{GeneratorConfig, RequestConfig};
 
 /// The `[probe.benchmark]` table.
 #[derive(Debug, Clone, Deserialize)]

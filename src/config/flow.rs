@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::request::RequestConfig;
 use super::{HumanDuration, Problems};
-use crate::engine::template::RequestConfig;
 
 /// One scenario: a named list of steps, picked per iteration in proportion to its weight.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,394 +1,308 @@
-//! Reading a configuration: TOML file, then `PLIMSOLL__…` environment overrides, then typed
-//! deserialization section by section, then validation.
+//! The `load` kind's schema: the arrival model (open phases or closed users), the iteration
+//! (one request, steps or flows) and the client's limits.
 //!
-//! Each `[[target]]` and `[[probe]]` entry is deserialized on its own so that one bad entry does
-//! not hide the problems of the others: `plimsoll validate` reports every problem at once.
+//! This module describes and checks; the engine compiles it into an arrival plan.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::path::Path;
+use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::{Config, Problems};
+use super::flow::{self, DataConfig, ScenarioConfig};
+use super::request::{GeneratorConfig, RequestConfig};
+use super::{HumanDuration, Problems};
 
-/// One problem in a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Where: `probe[2].load.phases[0].rate`; empty for the file as a whole.
-    pub path: String,
-    /// What is wrong, in words a user can act on.
-    pub message: String,
-    /// Line in the file, where the path can be found in it.
-    pub line: Option<usize>,
+/// Settings of a load probe: the arrival model, the iteration (request steps), the client.
+///
+/// Exactly one model is chosen: `phases` (open model), `concurrency` or `level` (closed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Open model: phases of planned arrivals, run one after another.
+    #[serde(default)]
+    pub phases: Vec<PhaseConfig>,
+    /// Closed model: number of virtual users, each running iterations back to back.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Closed model preset from seed 000: `light` (10 users), `moderate` (50), `heavy` (200),
+    /// `stress` (500).
+    #[serde(default)]
+    pub level: Option<Level>,
+    /// Closed model: how long the users run. Default: 30 s, or no limit when `iterations` is
+    /// set (each user then stops after its iterations).
+    #[serde(default = "default_closed_duration")]
+    pub duration: Option<HumanDuration>,
+    /// Closed model: users start evenly spread over this time.
+    #[serde(default = "default_zero_duration")]
+    pub ramp_up: HumanDuration,
+    /// Closed model: pause of each user between two iterations.
+    #[serde(default = "default_zero_duration")]
+    pub think: HumanDuration,
+    /// Closed model: stop each user after this many iterations (no limit when absent).
+    #[serde(default)]
+    pub iterations: Option<u64>,
+    /// Open model: most iterations in flight at once; an arrival beyond it is counted as
+    /// dropped instead of silently delaying the plan.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Per-request timeout, from the moment the request is due to the end of its body.
+    #[serde(default = "default_request_timeout")]
+    pub timeout: HumanDuration,
+    /// Largest response body read before the request counts as a `body` error.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Worker threads, each with its own runtime and connections; 0 means one per core.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+    /// Run only shard `index` of `count` of the arrival plan (distributed mode).
+    #[serde(default)]
+    pub shard: Option<ShardConfig>,
+    /// Named value generators usable as `{{name}}` in URLs, headers and bodies.
+    #[serde(default)]
+    pub vars: BTreeMap<String, GeneratorConfig>,
+    /// The request of a one-step iteration (shorthand for a single entry in `steps`).
+    #[serde(default)]
+    pub request: Option<RequestConfig>,
+    /// The requests of an iteration, sent in order by one virtual user.
+    #[serde(default)]
+    pub steps: Vec<RequestConfig>,
+    /// Flows: scenarios picked per iteration by weight, with captures and expectations
+    /// (the third way to describe an iteration, beside `request` and `steps`).
+    #[serde(default)]
+    pub scenarios: Vec<ScenarioConfig>,
+    /// A data file whose rows feed `{{column}}` variables, one row per iteration.
+    #[serde(default)]
+    pub data: Option<DataConfig>,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)?;
-        } else {
-            write!(f, "{}: {}", self.path, self.message)?;
+fn default_closed_duration() -> Option<HumanDuration> {
+    None
+}
+
+/// Closed-model run length when neither `duration` nor `iterations` is given (seed 000).
+pub const DEFAULT_CLOSED_DURATION: HumanDuration = HumanDuration::from_secs(30);
+fn default_zero_duration() -> HumanDuration {
+    HumanDuration::default()
+}
+fn default_max_in_flight() -> u32 {
+    10_000
+}
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_max_body_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_workers() -> u32 {
+    0
+}
+
+/// One phase of an open-model plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    /// Label of the phase in traces and logs (`warm-up`, `sustained`, …).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Length of the phase. A burst phase may leave it out (it then lasts no time).
+    #[serde(default)]
+    pub duration: Option<HumanDuration>,
+    /// Arrivals per second at the start of the phase.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Arrivals per second at the end; the rate changes linearly in between.
+    #[serde(default)]
+    pub ramp_to: Option<f64>,
+    /// Release this many iterations at once at the start of the phase (seed 004's bursts).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// Load level presets of seed 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Light,
+    Moderate,
+    Heavy,
+    Stress,
+}
+
+impl Level {
+    /// Concurrent users of the level.
+    pub fn concurrency(self) -> u32 {
+        match self {
+            Level::Light => 10,
+            Level::Moderate => 50,
+            Level::Heavy => 200,
+            Level::Stress => 500,
         }
-        if let Some(l) = self.line {
-            write!(f, " (line {l})")?;
-        }
-        Ok(())
     }
 }
 
-/// Every problem found in a configuration.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl ConfigErrors {
-    fn single(message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError {
-            path: String::new(),
-            message: message.into(),
-            line: None,
-        }])
-    }
+/// Which slice of the arrival plan this process runs.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// This replica's number, from 0.
+    pub index: u32,
+    /// How many replicas share the plan.
+    pub count: u32,
 }
 
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Prefix of environment overrides: `PLIMSOLL__REPORT__DIR=/var/lib/plimsoll`.
-pub const ENV_PREFIX: &str = "PLIMSOLL";
-const ENV_SEPARATOR: &str = "__";
-
-/// Reads, overrides from the process environment, and validates a configuration file.
-pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
-    load_str(&text, std::env::vars())
-}
-
-/// Same as [`load_file`] on text and an explicit environment (tests pass their own).
-pub fn load_str(
-    text: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigErrors> {
-    // The toml crate gives the clearest syntax errors, with line and column.
-    if let Err(e) = toml::de::DeTable::parse(text) {
-        let line = e.span().map(|s| line_of(text, s.start));
-        return Err(ConfigErrors(vec![ConfigError {
-            path: String::new(),
-            message: format!("TOML syntax error: {}", e.message()),
-            line,
-        }]));
-    }
-
-    let (plain, indexed) = split_env(env);
-    let merged = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator(ENV_SEPARATOR)
-                .separator(ENV_SEPARATOR)
-                .try_parsing(true)
-                .source(Some(plain)),
-        )
-        .build()
-        .map_err(|e| ConfigErrors::single(e.to_string()))?;
-    let mut value: Value = merged
-        .try_deserialize()
-        .map_err(|e| ConfigErrors::single(e.to_string()))?;
-
-    let mut errors = Vec::new();
-    for (name, path, raw) in indexed {
-        if let Err(message) = apply_indexed(&mut value, &path, &raw) {
-            errors.push(ConfigError {
-                path: String::new(),
-                message: format!("{name}: {message}"),
-                line: None,
-            });
+impl LoadConfig {
+    /// A closed-model load config with every default, for the command line's `load`.
+    pub fn closed(concurrency: u32, duration: HumanDuration) -> Self {
+        LoadConfig {
+            phases: Vec::new(),
+            concurrency: Some(concurrency),
+            level: None,
+            duration: Some(duration),
+            ramp_up: default_zero_duration(),
+            think: default_zero_duration(),
+            iterations: None,
+            max_in_flight: default_max_in_flight(),
+            timeout: default_request_timeout(),
+            max_body_bytes: default_max_body_bytes(),
+            workers: default_workers(),
+            shard: None,
+            vars: BTreeMap::new(),
+            request: None,
+            steps: Vec::new(),
+            scenarios: Vec::new(),
+            data: None,
         }
     }
 
-    let mut config = Config::default();
-    // Original positions of the entries that deserialized, so that validation paths name the
-    // entry as written even when an earlier one was dropped for a type error.
-    let mut kept: HashMap<&'static str, Vec<usize>> = HashMap::new();
-    let Value::Object(top) = value else {
-        return Err(ConfigErrors::single(
-            "the configuration must be a TOML table",
-        ));
-    };
-    for (key, v) in top {
-        match key.as_str() {
-            "target" => {
-                let (items, idx) = entries(v, "target", &mut errors);
-                config.target = items;
-                kept.insert("target", idx);
-            }
-            "probe" => {
-                let (items, idx) = entries(v, "probe", &mut errors);
-                config.probe = items;
-                kept.insert("probe", idx);
-            }
-            "report" => {
-                if let Some(r) = typed(v, "report", &mut errors) {
-                    config.report = r;
-                }
-            }
-            "daemon" => {
-                if let Some(d) = typed(v, "daemon", &mut errors) {
-                    config.daemon = d;
-                }
-            }
-            "otlp" => {
-                if let Some(o) = typed(v, "otlp", &mut errors) {
-                    config.otlp = o;
-                }
-            }
-            other => errors.push(ConfigError {
-                path: other.to_string(),
-                message:
-                    "unknown section, expected one of `target`, `probe`, `report`, `daemon`, `otlp`"
-                        .into(),
-                line: None,
-            }),
+    /// How long a closed-model run may last; `None` when only `iterations` bounds it.
+    pub fn closed_duration(&self) -> Option<HumanDuration> {
+        match (self.duration, self.iterations) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_CLOSED_DURATION),
         }
     }
 
-    // Validation only makes sense on what deserialized; its findings add to the type errors.
-    let mut problems = Problems::default();
-    config.validate(&mut problems);
-    for mut e in problems.into_errors() {
-        e.path = renumber(&e.path, &kept);
-        errors.push(e);
-    }
-    if errors.is_empty() {
-        return Ok(config);
-    }
-    let locator = Locator::new(text);
-    for e in &mut errors {
-        if e.line.is_none() {
-            e.line = locator.line(&e.path);
-        }
-    }
-    // In file order, so a user can fix them top to bottom; unplaceable ones last.
-    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-    Err(ConfigErrors(errors))
-}
-
-/// Rewrites `probe[i]` (position among the entries that deserialized) to the entry's position
-/// in the file.
-fn renumber(path: &str, kept: &HashMap<&'static str, Vec<usize>>) -> String {
-    for (section, idx) in kept {
-        let Some(rest) = path.strip_prefix(section).and_then(|r| r.strip_prefix('[')) else {
-            continue;
-        };
-        let Some((n, tail)) = rest.split_once(']') else {
-            continue;
-        };
-        if let Some(orig) = n.parse::<usize>().ok().and_then(|i| idx.get(i)) {
-            return format!("{section}[{orig}]{tail}");
-        }
-    }
-    path.to_string()
-}
-
-/// Deserializes an array of tables entry by entry (`[[probe]]`), collecting every failure.
-/// Returns the entries that deserialized and their positions in the file.
-fn entries<T: DeserializeOwned>(
-    v: Value,
-    name: &str,
-    errors: &mut Vec<ConfigError>,
-) -> (Vec<T>, Vec<usize>) {
-    let items = match v {
-        Value::Array(items) => items,
-        // The config crate turns an environment-only section into a map; a lone table is a
-        // user writing `[probe]` for `[[probe]]`.
-        _ => {
-            errors.push(ConfigError {
-                path: name.to_string(),
-                message: format!("must be an array of tables: write [[{name}]]"),
-                line: None,
-            });
-            return (Vec::new(), Vec::new());
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, item)| typed(item, &format!("{name}[{i}]"), errors).map(|t| (t, i)))
-        .unzip()
-}
-
-/// Deserializes one value, recording the failure with the path of the offending field.
-fn typed<T: DeserializeOwned>(v: Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{inner}")
-            };
-            errors.push(ConfigError {
+    /// Validates the load settings (model, phases, steps, client limits).
+    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+        let models = [
+            !self.phases.is_empty(),
+            self.concurrency.is_some(),
+            self.level.is_some(),
+        ];
+        match models.iter().filter(|m| **m).count() {
+            0 => problems.push(
                 path,
-                message: e.into_inner().to_string(),
-                line: None,
-            });
-            None
+                "choose a model: `phases` (open model), `concurrency` or `level` (closed model)",
+            ),
+            1 => {}
+            _ => problems.push(
+                path,
+                "`phases`, `concurrency` and `level` exclude each other; keep one",
+            ),
         }
-    }
-}
-
-type IndexedOverride = (String, Vec<String>, String);
-
-/// Splits `PLIMSOLL__…` variables into those the config crate can merge and those that address
-/// an array entry by index (`PLIMSOLL__PROBE__0__LOAD__CONCURRENCY`), which the config crate
-/// would turn into a map and so lose the rest of the array; those are applied here instead.
-fn split_env(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> (HashMap<String, String>, Vec<IndexedOverride>) {
-    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
-    let mut plain = HashMap::new();
-    let mut indexed = Vec::new();
-    for (k, v) in env {
-        let Some(rest) = k.strip_prefix(&prefix) else {
-            continue;
-        };
-        let path: Vec<String> = rest
-            .split(ENV_SEPARATOR)
-            .map(|s| s.to_lowercase())
-            .collect();
-        if path.iter().any(|s| s.parse::<usize>().is_ok()) {
-            indexed.push((k, path, v));
-        } else {
-            plain.insert(k, v);
-        }
-    }
-    indexed.sort();
-    (plain, indexed)
-}
-
-fn apply_indexed(root: &mut Value, path: &[String], raw: &str) -> Result<(), String> {
-    let mut node = root;
-    for (i, seg) in path.iter().enumerate() {
-        let last = i + 1 == path.len();
-        node = match node {
-            Value::Array(items) => {
-                let idx: usize = seg
-                    .parse()
-                    .map_err(|_| format!("`{seg}` must be an index into the array"))?;
-                let n = items.len();
-                items
-                    .get_mut(idx)
-                    .ok_or_else(|| format!("index {idx} is out of range ({n} entries)"))?
-            }
-            Value::Object(map) => {
-                if last {
-                    map.insert(seg.clone(), parse_env_value(raw));
-                    return Ok(());
+        for (j, ph) in self.phases.iter().enumerate() {
+            let pp = format!("{path}.phases[{j}]");
+            match (ph.burst, ph.rate) {
+                (Some(0), _) => problems.push(format!("{pp}.burst"), "must be greater than 0"),
+                (Some(_), Some(_)) => {
+                    problems.push(&pp, "a phase has either `burst` or `rate`, not both")
                 }
-                map.entry(seg.clone())
-                    .or_insert_with(|| Value::Object(Default::default()))
+                (None, None) => {
+                    problems.push(&pp, "a phase needs `rate` (arrivals per second) or `burst`")
+                }
+                (None, Some(r)) => {
+                    if !(r > 0.0 && r.is_finite()) {
+                        problems.push(format!("{pp}.rate"), "must be greater than 0");
+                    }
+                    match ph.duration {
+                        None => problems.push(
+                            format!("{pp}.duration"),
+                            "missing: a rate phase needs a duration",
+                        ),
+                        Some(d) if d.is_zero() => {
+                            problems.push(format!("{pp}.duration"), "must be greater than 0")
+                        }
+                        _ => {}
+                    }
+                }
+                (Some(_), None) => {}
             }
-            _ => return Err(format!("cannot descend into `{seg}`: not a table or array")),
-        };
-        if last {
-            *node = parse_env_value(raw);
-        }
-    }
-    Ok(())
-}
-
-/// Environment values are strings; numbers and booleans are recognised as the config crate does.
-fn parse_env_value(raw: &str) -> Value {
-    if let Ok(b) = raw.parse::<bool>() {
-        Value::Bool(b)
-    } else if let Ok(i) = raw.parse::<i64>() {
-        Value::from(i)
-    } else if let Ok(f) = raw.parse::<f64>() {
-        Value::from(f)
-    } else {
-        Value::String(raw.to_string())
-    }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// Finds the line of a path such as `probe[2].load.phases[0].rate` in the TOML text. When the
-/// exact key is absent (a missing field), the line of the nearest enclosing table is given.
-struct Locator<'t> {
-    text: &'t str,
-    doc: Option<toml::Spanned<toml::de::DeTable<'t>>>,
-}
-
-impl<'t> Locator<'t> {
-    fn new(text: &'t str) -> Self {
-        Locator {
-            text,
-            doc: toml::de::DeTable::parse(text).ok(),
-        }
-    }
-
-    fn line(&self, path: &str) -> Option<usize> {
-        let doc = self.doc.as_ref()?;
-        let mut table = doc.get_ref();
-        let mut array: Option<&toml::de::DeArray<'t>> = None;
-        let mut best: Option<usize> = None;
-        for seg in split_path(path) {
-            let found = match (seg, array) {
-                (Seg::Index(i), Some(a)) => a.get(i),
-                (Seg::Key(k), None) => table
-                    .iter()
-                    .find(|(key, _)| key.get_ref().as_ref() == k)
-                    .map(|(_, v)| v),
-                _ => None,
-            };
-            let Some(v) = found else { break };
-            best = Some(v.span().start);
-            array = None;
-            match v.get_ref() {
-                toml::de::DeValue::Table(t) => table = t,
-                toml::de::DeValue::Array(a) => array = Some(a),
-                _ => {}
+            if let Some(r) = ph.ramp_to {
+                if ph.burst.is_some() {
+                    problems.push(format!("{pp}.ramp_to"), "a burst phase cannot ramp");
+                } else if !(r >= 0.0 && r.is_finite()) {
+                    problems.push(format!("{pp}.ramp_to"), "must be 0 or greater");
+                }
             }
         }
-        best.map(|o| line_of(self.text, o))
-    }
-}
-
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn split_path(path: &str) -> Vec<Seg<'_>> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let (key, mut rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            out.push(Seg::Key(key));
+        if self.concurrency == Some(0) {
+            problems.push(format!("{path}.concurrency"), "must be greater than 0");
         }
-        while let Some(end) = rest.find(']') {
-            if let Ok(i) = rest[1..end].parse() {
-                out.push(Seg::Index(i));
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            problems.push(format!("{path}.duration"), "must be greater than 0");
+        }
+        if self.iterations == Some(0) {
+            problems.push(format!("{path}.iterations"), "must be greater than 0");
+        }
+        if self.max_in_flight == 0 {
+            problems.push(format!("{path}.max_in_flight"), "must be greater than 0");
+        }
+        if self.timeout.is_zero() {
+            problems.push(format!("{path}.timeout"), "must be greater than 0");
+        }
+        if self.max_body_bytes == 0 {
+            problems.push(format!("{path}.max_body_bytes"), "must be greater than 0");
+        }
+        if let Some(s) = self.shard {
+            if s.count == 0 {
+                problems.push(format!("{path}.shard.count"), "must be greater than 0");
+            } else if s.index >= s.count {
+                problems.push(
+                    format!("{path}.shard.index"),
+                    format!("must be less than shard.count ({})", s.count),
+                );
             }
-            rest = &rest[end + 1..];
+        }
+        let shapes = [
+            self.request.is_some(),
+            !self.steps.is_empty(),
+            !self.scenarios.is_empty(),
+        ];
+        match shapes.iter().filter(|s| **s).count() {
+            0 => problems.push(
+                path,
+                "missing: `request` (one request), `steps` (several) or `scenarios` (flows)",
+            ),
+            1 => {}
+            _ => problems.push(
+                path,
+                "`request`, `steps` and `scenarios` exclude each other; keep one",
+            ),
+        }
+        for (k, g) in &self.vars {
+            g.validate(&format!("{path}.vars.{k}"), problems);
+        }
+        let mut vars: Vec<String> = self.vars.keys().cloned().collect();
+        if let Some(d) = &self.data {
+            match d.read() {
+                Ok(rows) => vars.extend(rows.columns),
+                Err(e) => problems.push(format!("{path}.data.file"), e),
+            }
+        }
+        flow::validate_scenarios(&mut self.scenarios, path, &vars, problems);
+        if let Some(r) = &mut self.request {
+            r.validate(&format!("{path}.request"), &vars, problems);
+        }
+        for (j, s) in self.steps.iter_mut().enumerate() {
+            s.validate(&format!("{path}.steps[{j}]"), &vars, problems);
         }
     }
-    out
+
+    /// The iteration's steps, whichever way they were written.
+    pub fn step_configs(&self) -> Vec<&RequestConfig> {
+        match &self.request {
+            Some(r) => vec![r],
+            None => self.steps.iter().collect(),
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{check_header, HumanDuration, Problems, Secret};
 
 /// The `[otlp]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Collector endpoint (`http://host:4317` for gRPC, `http://host:4318` for HTTP, where

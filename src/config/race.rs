@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
+use super::request::RequestConfig;
 use super::{HumanDuration, Level, Problems, Secret};
-use crate::engine::template::RequestConfig;
 
 /// Fewest and most claimants of a round. One claimant cannot race; more than a hundred
 /// connections released at once stop landing within a millisecond on a small machine.

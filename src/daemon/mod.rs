@@ -6,7 +6,6 @@
 //! grace period → they are stopped and return what they measured → results are recorded →
 //! exit 0. A probe that fails is data; nothing a target does can stop the daemon.
 
-pub mod demo;
 mod http;
 pub mod notify;
 pub mod schedule;
@@ -27,8 +26,21 @@ use crate::report::ProbeResult;
 use crate::telemetry::Telemetry;
 use scheduler::Control;
 
-/// Exit code when the daemon cannot start (listener not bound, runtime not built).
-pub const EXIT_START_FAILED: i32 = 1;
+/// Why the daemon could not start. The CLI maps every variant to exit code 4.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("daemon.listen: {0:?} is not an address")]
+    BadListen(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
 
 /// What the endpoints read and the scheduler writes. Owned by an `Arc` that the scheduler
 /// task, the HTTP server and the signal loop each hold until the process exits.
@@ -159,47 +171,31 @@ pub struct Options {
     pub on_ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; returns the process exit code.
-pub fn run(config: Config, opts: Options) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// Runs the daemon until SIGTERM or SIGINT; an error means it could not start.
+pub fn run(config: Config, opts: Options) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return EXIT_START_FAILED;
-        }
-    };
+        .map_err(DaemonError::Runtime)?;
     rt.block_on(serve(config, opts))
 }
 
-async fn serve(config: Config, mut opts: Options) -> i32 {
+async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     let addr: SocketAddr = match opts.listen {
         Some(a) => a,
         // Validation has checked the address.
         None => match config.daemon.listen.parse() {
             Ok(a) => a,
-            Err(_) => {
-                tracing::error!(
-                    "daemon.listen: {:?} is not an address",
-                    config.daemon.listen
-                );
-                return crate::cli::EXIT_USAGE;
-            }
+            Err(_) => return Err(DaemonError::BadListen(config.daemon.listen.clone())),
         },
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot listen on {addr}: {e}");
-            return EXIT_START_FAILED;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })?;
     let bound = listener.local_addr().unwrap_or(addr);
     let shared = Arc::new(Shared::new(&config));
     let listen_text = config.daemon.listen.clone();
-    let otlp_text = format!("{:?}", config.otlp);
+    let otlp_running = config.otlp.clone();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
     let scheduler = tokio::spawn(scheduler::run(config, shared.clone(), control_rx));
     tokio::spawn(http::serve(listener, shared.clone()));
@@ -210,17 +206,9 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
         f(bound);
     }
 
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            tracing::error!("cannot install signal handlers");
-            return EXIT_START_FAILED;
-        }
-    };
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
@@ -236,7 +224,7 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
                         if new.daemon.listen != listen_text {
                             tracing::warn!("daemon.listen changed; the new address takes effect after a restart");
                         }
-                        if format!("{:?}", new.otlp) != otlp_text {
+                        if new.otlp != otlp_running {
                             tracing::warn!("[otlp] changed; the new settings take effect after a restart");
                         }
                         *shared.token.lock().unwrap_or_else(|e| e.into_inner()) = token_of(&new);
@@ -278,7 +266,7 @@ async fn serve(config: Config, mut opts: Options) -> i32 {
         _ = int.recv() => tracing::warn!("second signal: exiting without flushing OTLP"),
     }
     tracing::info!("stopped");
-    0
+    Ok(())
 }
 
 /// Resolves if the scheduler task has ended (it only ends on shutdown, so this is a bug guard).

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::schedule::Schedule;
 use super::{notify, ProbeStatus, Shared};
 use crate::config::{Config, ProbeConfig};
-use crate::probe::{failed_result, run_probe, RunContext};
+use crate::probe::{run_probe, RunContext};
 use crate::report::{rfc3339, ProbeResult};
 use crate::telemetry::SkipReason;
 
@@ -160,7 +160,7 @@ async fn drain(
     let longest_timeout = config
         .probe
         .iter()
-        .filter_map(|p| p.load.as_ref().map(|l| l.timeout.as_duration()))
+        .map(|p| p.spec.exchange_timeout())
         .max()
         .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + longest_timeout + Duration::from_secs(5);
@@ -200,7 +200,7 @@ fn build_entries(config: &Config, anchor: SystemTime, shared: &Shared) -> Vec<En
         let next_at = next_start(schedule.as_ref(), now);
         board.push(ProbeStatus {
             name: p.name.clone(),
-            kind: p.kind.clone(),
+            kind: p.kind().to_string(),
             target: p.target.clone(),
             schedule: p
                 .schedule
@@ -225,14 +225,14 @@ fn next_start(schedule: Option<&Schedule>, now: SystemTime) -> Option<SystemTime
     Some(s.next_tick(now)? + s.jitter())
 }
 
-/// The lock that keeps load probes of one target from running at once, unless the probe
-/// shares its target.
+/// The lock that keeps the probes that send requests to one target from running at once,
+/// unless the probe shares its target (`Kind::loads_target`).
 fn lock_for(
     config: &Config,
     probe: &ProbeConfig,
     locks: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 ) -> Option<Arc<tokio::sync::Mutex<()>>> {
-    if probe.share_target {
+    if probe.share_target || !probe.kind().loads_target() {
         return None;
     }
     let target = config.target_of(probe)?;
@@ -279,7 +279,7 @@ async fn start_run(
         r
     })
     .await
-    .unwrap_or_else(|e| failed_result(&probe, format!("the probe crashed: {e}")));
+    .unwrap_or_else(|e| ProbeResult::failed(&probe, format!("the probe crashed: {e}")));
     let _ = done.send(Done {
         probe: name,
         result: Some(result),

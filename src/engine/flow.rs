@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::choice::WeightedChoice;
 use super::http::Endpoint;
 use super::step::PreparedStep;
 use super::template::Generators;
@@ -20,8 +21,8 @@ use crate::config::{
 #[derive(Debug)]
 pub struct Flow {
     pub scenarios: Vec<Scenario>,
-    /// Running sums of the weights: scenario `i` owns `[cumulative[i-1], cumulative[i])`.
-    cumulative: Vec<u64>,
+    /// The weights of the scenarios, in order.
+    choice: WeightedChoice,
 }
 
 /// One scenario: its steps, each pointing at a prepared request of the load.
@@ -97,34 +98,19 @@ impl Flow {
             gens.slot(&c.var);
         }
         let mut scenarios = Vec::new();
-        let mut cumulative = Vec::new();
-        let mut total = 0u64;
+        let mut weights = Vec::new();
         for (i, sc) in load.scenarios.iter().enumerate() {
-            total += u64::from(sc.weight);
-            cumulative.push(total);
+            weights.push(u64::from(sc.weight));
             scenarios.push(compile_scenario(i, sc, target, endpoints, gens, steps)?);
         }
-        Ok(Flow {
-            scenarios,
-            cumulative,
-        })
-    }
-
-    /// Sum of the weights.
-    pub fn total_weight(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// The scenario that a draw `r` in `0..total_weight()` lands on.
-    pub fn pick(&self, r: u64) -> usize {
-        self.cumulative
-            .partition_point(|c| *c <= r)
-            .min(self.scenarios.len() - 1)
+        let choice = WeightedChoice::new(&weights)
+            .ok_or_else(|| "every scenario has weight 0: nothing could run".to_string())?;
+        Ok(Flow { scenarios, choice })
     }
 
     /// A scenario drawn in proportion to the weights.
     pub fn choose(&self) -> &Scenario {
-        &self.scenarios[self.pick(fastrand::u64(..self.total_weight().max(1)))]
+        &self.scenarios[self.choice.pick_global()]
     }
 }
 
@@ -523,21 +509,5 @@ mod tests {
         assert_eq!(endpoint_label("/api/health"), "/api/health");
         assert_eq!(endpoint_label("/feed/cafe"), "/feed/cafe");
         assert_eq!(endpoint_label("https://h"), "/");
-    }
-
-    #[test]
-    fn weighted_choice_covers_each_range() {
-        let f = Flow {
-            scenarios: (0..3)
-                .map(|i| Scenario {
-                    name: i.to_string(),
-                    steps: Vec::new(),
-                })
-                .collect(),
-            cumulative: vec![3, 4, 6],
-        };
-        let picks: Vec<usize> = (0..6).map(|r| f.pick(r)).collect();
-        assert_eq!(picks, [0, 0, 0, 1, 2, 2]);
-        assert_eq!(f.total_weight(), 6);
     }
 }

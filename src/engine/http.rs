@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::h1::{H1Conn, Response1};
 
+pub use crate::config::BaseUrl;
 use crate::config::{HttpVersion, TlsConfig};
 
 /// The body type of every request the engine sends.
@@ -92,18 +93,6 @@ impl RequestError {
     }
 }
 
-/// The parts of a base URL that a connection needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// `host[:port]` as written, for the Host header and `:authority`.
-    pub authority: String,
-    /// Path prefix without a trailing slash.
-    pub path: String,
-}
-
 /// A place requests go to: one scheme, host and port, with its TLS settings.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -114,31 +103,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses and checks a base URL (`http://host:port/prefix`).
+    /// Parses and checks a base URL (`http://host:port/prefix`); see [`crate::config::parse_base_url`].
     pub fn parse_base(url: &str) -> Result<BaseUrl, String> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(s) => return Err(format!("unsupported scheme {s:?}: use http or https")),
-            None => return Err(format!("{url:?} needs a scheme: http:// or https://")),
-        };
-        let auth = uri
-            .authority()
-            .ok_or_else(|| format!("{url:?} has no host"))?;
-        let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        Ok(BaseUrl {
-            tls,
-            host: host.to_string(),
-            port: auth.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-            authority: auth.as_str().to_string(),
-            path: uri.path().trim_end_matches('/').to_string(),
-        })
+        crate::config::parse_base_url(url)
     }
 
     /// Builds an endpoint, with its TLS configuration when the scheme is https.
@@ -466,29 +433,5 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls() {
-        let b = Endpoint::parse_base("https://api.example.test/v1/").unwrap();
-        assert!(b.tls);
-        assert_eq!(
-            (b.host.as_str(), b.port, b.path.as_str()),
-            ("api.example.test", 443, "/v1")
-        );
-        let b = Endpoint::parse_base("http://127.0.0.1:8080").unwrap();
-        assert_eq!(
-            (b.port, b.authority.as_str(), b.path.as_str()),
-            (8080, "127.0.0.1:8080", "")
-        );
-        assert!(Endpoint::parse_base("ftp://x")
-            .unwrap_err()
-            .contains("unsupported scheme"));
-        assert!(Endpoint::parse_base("/just/a/path").is_err());
     }
 }

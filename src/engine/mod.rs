@@ -5,6 +5,7 @@
 //! merged measurements. The engine knows nothing of probes, grades or metrics: it measures and
 //! hands back numbers.
 
+pub mod choice;
 pub mod flow;
 pub mod h1;
 pub mod http;
@@ -20,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use choice::WeightedChoice;
 pub use http::{ErrorKind, RequestError};
 pub use plan::{ArrivalPlan, ClosedPlan, Shard};
 pub use recorder::{Progress, Recorder};

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 
 use super::http::{BaseUrl, Endpoint, ErrorKind, ReqBody, RequestError};
 use super::sign::{twilio_signature, TWILIO_SIGNATURE_HEADER};
-use super::template::{BodyTemplate, Generators, RequestConfig, Signer, Template};
+use super::template::{BodyTemplate, Generators, Signer, Template};
+use crate::config::RequestConfig;
 use crate::config::{HttpVersion, TargetConfig, TlsConfig};
 
 const USER_AGENT_VALUE: &str = concat!("plimsoll/", env!("CARGO_PKG_VERSION"));
@@ -119,6 +120,18 @@ impl PreparedStep {
                 headers.insert(name, value);
             } else {
                 dyn_headers.push((name, t));
+            }
+        }
+        // Credentials written into the URL travel as Basic authentication, never in Host.
+        if let Some(ui) = &base.userinfo {
+            if !headers.contains_key(AUTHORIZATION) {
+                use base64::Engine as _;
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", ui.user, ui.password));
+                let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+                    .map_err(|e| format!("authorization: {e}"))?;
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
             }
         }
         let headers_h2 = headers.clone();

@@ -9,10 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{failed_result, require_absolute_url, ProbeKind, RunContext};
-use crate::config::{Config, HumanDuration, LoadConfig, ProbeConfig, Problems};
+use super::{ProbeKind, RunContext};
+use crate::config::{BenchmarkConfig, Config, HumanDuration, LoadConfig, ProbeConfig};
 use crate::engine::{self, LoadOutcome, LoadSpec, Progress, Recorder};
-use crate::report::{rfc3339, round3, ProbeResult, SCHEMA};
+use crate::report::outcome::{detail_of, stats_of};
+use crate::report::ProbeResult;
 use crate::verdict::{Bands, Grade, Verdict};
 
 /// Seed 002's thresholds: an operation passes with p95 under 200 ms and mean under 100 ms.
@@ -30,34 +31,14 @@ pub const DEFAULT_MEAN_MS: Bands = Bands {
 pub struct BenchmarkProbe;
 
 impl ProbeKind for BenchmarkProbe {
-    fn name(&self) -> &'static str {
-        "benchmark"
-    }
+    type Config = BenchmarkConfig;
 
-    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-        let Some(b) = &mut probe.benchmark else {
-            problems.push(
-                format!("{path}.benchmark"),
-                "missing: a `benchmark` probe needs a [probe.benchmark] table",
-            );
-            return;
-        };
-        b.validate(&format!("{path}.benchmark"), problems);
-        if probe.target.is_none() {
-            for (i, op) in b.operations.iter().enumerate() {
-                require_absolute_url(
-                    &op.request.url,
-                    format!("{path}.benchmark.operations[{i}].request.url"),
-                    problems,
-                );
-            }
-        }
-    }
-
-    fn run(&self, config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-        let Some(b) = &probe.benchmark else {
-            return failed_result(probe, "no [probe.benchmark] section".into());
-        };
+    fn run(
+        config: &Config,
+        probe: &ProbeConfig,
+        b: &BenchmarkConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
         let started_at = std::time::SystemTime::now();
         let mut outcomes = Vec::new();
         for op in &b.operations {
@@ -76,13 +57,18 @@ impl ProbeKind for BenchmarkProbe {
             load.request = Some(request);
             let spec = match LoadSpec::from_config(&load, config.target_of(probe)) {
                 Ok(s) => Arc::new(s),
-                Err(e) => return failed_result(probe, format!("operation {:?}: {e}", op.name)),
+                Err(e) => {
+                    return ProbeResult::failed(probe, format!("operation {:?}: {e}", op.name))
+                }
             };
             let progress = Arc::new(Progress::new(spec.workers));
             match engine::run(spec, progress, ctx.stop.clone()) {
                 Ok(o) => outcomes.push(o),
                 Err(e) => {
-                    return failed_result(probe, format!("the load engine could not start: {e}"))
+                    return ProbeResult::failed(
+                        probe,
+                        format!("the load engine could not start: {e}"),
+                    )
                 }
             }
         }
@@ -127,7 +113,7 @@ fn combine(started_at: std::time::SystemTime, outcomes: Vec<LoadOutcome>) -> Loa
 }
 
 fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
-    let stats = super::load::stats_of(o);
+    let stats = stats_of(o);
     let t = &probe.thresholds;
     let mut v = Verdict::default();
     if stats.requests == 0 {
@@ -152,22 +138,18 @@ fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
             t.error_rate.unwrap_or(crate::verdict::DEFAULT_ERROR_RATE),
         );
     }
-    let mut notes: Vec<String> = v.forced.iter().map(|(_, w)| w.clone()).collect();
+    let mut notes = Vec::new();
     if o.stopped_early {
         notes.push("stopped before every operation ran".into());
     }
-    ProbeResult {
-        schema: SCHEMA.to_string(),
-        probe: probe.name.clone(),
-        kind: probe.kind.clone(),
-        started_at: rfc3339(o.started_at),
-        duration_s: round3(o.elapsed.as_secs_f64()),
-        grade: v.grade(),
-        detail: super::load::detail_of(o),
-        stats: Some(stats),
-        race: None,
-        pubsub: None,
-        thresholds: v.results,
+    ProbeResult::graded(
+        probe,
+        o.started_at,
+        o.elapsed,
+        Some(stats),
+        None,
+        v,
         notes,
-    }
+        detail_of(o),
+    )
 }

@@ -12,50 +12,12 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::config::ProbeConfig;
 use crate::engine::recorder::new_histogram;
 use crate::report::{
-    error_rate_and_rps, rfc3339, round3, EndpointStats, IterationStats, LatencySummary,
-    ProbeResult, PubsubStats, Stats, SCHEMA,
+    error_rate_and_rps, round3, EndpointStats, IterationStats, LatencySummary, Stats,
 };
-use crate::verdict::Verdict;
 
-/// Picks an index with probability proportional to its weight, from a uniform draw.
-#[derive(Debug, Clone)]
-pub struct WeightedChoice {
-    /// Running sums of the weights; the last is the total.
-    cumulative: Vec<u64>,
-}
-
-impl WeightedChoice {
-    /// `None` when every weight is zero (nothing could ever be picked).
-    pub fn new(weights: &[u64]) -> Option<Self> {
-        let mut sum = 0u64;
-        let cumulative: Vec<u64> = weights
-            .iter()
-            .map(|w| {
-                sum += w;
-                sum
-            })
-            .collect();
-        (sum > 0).then_some(WeightedChoice { cumulative })
-    }
-
-    /// The index whose slice of `0..total` holds `draw`; `draw` must be below the total.
-    pub fn pick_at(&self, draw: u64) -> usize {
-        // Few entries (three operations, a handful of queries): a scan beats a search.
-        self.cumulative
-            .iter()
-            .position(|c| draw < *c)
-            .unwrap_or(self.cumulative.len() - 1)
-    }
-
-    /// A random index by weight.
-    pub fn pick(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = *self.cumulative.last().expect("at least one weight");
-        self.pick_at(rng.u64(0..total))
-    }
-}
+pub use crate::engine::WeightedChoice;
 
 /// Measurements of one operation name.
 #[derive(Debug, Clone)]
@@ -214,35 +176,6 @@ impl OpTally {
             bytes_received: 0,
             endpoints,
         }
-    }
-}
-
-/// The result document of a run graded by `verdict`; the forced reasons and `notes` become
-/// its notes.
-pub fn graded_result(
-    probe: &ProbeConfig,
-    started: std::time::SystemTime,
-    elapsed: Duration,
-    stats: Option<Stats>,
-    pubsub: Option<PubsubStats>,
-    verdict: Verdict,
-    notes: Vec<String>,
-) -> ProbeResult {
-    let mut all: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
-    all.extend(notes);
-    ProbeResult {
-        schema: SCHEMA.to_string(),
-        probe: probe.name.clone(),
-        kind: probe.kind.clone(),
-        started_at: rfc3339(started),
-        duration_s: round3(elapsed.as_secs_f64()),
-        grade: verdict.grade(),
-        stats,
-        race: None,
-        pubsub,
-        thresholds: verdict.results,
-        notes: all,
-        detail: Default::default(),
     }
 }
 

@@ -16,12 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError};
 
-use super::load::{grade_with, StatDefaults};
-use super::ops::{graded_result, runtime, OpTally, WeightedChoice};
-use super::{failed_result, ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, Problems, RedisConfig};
+use super::ops::{runtime, OpTally, WeightedChoice};
+use super::{ProbeKind, RunContext};
+use crate::config::{Config, ProbeConfig, RedisConfig};
 use crate::report::ProbeResult;
-use crate::verdict;
+use crate::verdict::{self, grade_with, StatDefaults};
 
 /// The operations, in the order of their names in the result's `endpoints`.
 const OP_NAMES: [&str; 3] = ["get", "set", "del"];
@@ -47,33 +46,23 @@ const REDIS_DEFAULTS: StatDefaults = StatDefaults {
 pub struct RedisProbe;
 
 impl ProbeKind for RedisProbe {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
+    type Config = RedisConfig;
 
-    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-        match &mut probe.redis {
-            Some(r) => r.validate(&format!("{path}.redis"), problems),
-            None => problems.push(
-                format!("{path}.redis"),
-                "missing: a `redis` probe needs a [probe.redis] table",
-            ),
-        }
-    }
-
-    fn run(&self, _config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-        let Some(cfg) = &probe.redis else {
-            return failed_result(probe, "no [probe.redis] section".into());
-        };
+    fn run(
+        _config: &Config,
+        probe: &ProbeConfig,
+        cfg: &RedisConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
         let workload = match Workload::new(cfg) {
             Ok(w) => Arc::new(w),
-            Err(e) => return failed_result(probe, e),
+            Err(e) => return ProbeResult::failed(probe, e),
         };
         // Redis answers in microseconds: the client's own work is the bottleneck, so use the
         // cores there are (bounded, to leave room for the daemon).
         let rt = match runtime(4) {
             Ok(r) => r,
-            Err(e) => return failed_result(probe, format!("cannot start a runtime: {e}")),
+            Err(e) => return ProbeResult::failed(probe, format!("cannot start a runtime: {e}")),
         };
         let started = SystemTime::now();
         let (tally, elapsed, mut notes) = rt.block_on(workload.run(cfg.concurrency, &ctx.stop));
@@ -82,7 +71,16 @@ impl ProbeKind for RedisProbe {
         }
         let stats = tally.into_stats(elapsed, None);
         let verdict = grade_with(&probe.thresholds, probe.target_rps, &stats, &REDIS_DEFAULTS);
-        graded_result(probe, started, elapsed, Some(stats), None, verdict, notes)
+        ProbeResult::graded(
+            probe,
+            started,
+            elapsed,
+            Some(stats),
+            None,
+            verdict,
+            notes,
+            Default::default(),
+        )
     }
 }
 

@@ -1,37 +1,18 @@
-//! The registry: kind name → probe kind. Adding a kind adds one line to [`KINDS`].
+//! The registry: a probe's kind table → the module that runs it. The `match` below is
+//! exhaustive over [`ProbeSpec`], so a new kind does not compile until it is listed here.
 
-use super::ProbeKind;
-use crate::config::{ProbeConfig, Problems};
+use super::{benchmark, load, pubsub, race, redis, sql, ProbeKind, RunContext};
+use crate::config::{Config, ProbeConfig, ProbeSpec};
+use crate::report::ProbeResult;
 
-/// Every probe kind.
-pub static KINDS: &[&dyn ProbeKind] = &[
-    &super::load::LoadProbe,
-    &super::race::RaceProbe,
-    &super::benchmark::BenchmarkProbe,
-    &super::redis::RedisProbe,
-    &super::pubsub::PubsubProbe,
-    &super::sql::SqlProbe,
-];
-
-/// The kind of that name.
-pub fn kind(name: &str) -> Option<&'static dyn ProbeKind> {
-    KINDS.iter().copied().find(|k| k.name() == name)
-}
-
-/// Validates a probe's kind-specific section.
-pub fn validate(p: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-    match kind(&p.kind) {
-        Some(k) => k.validate(p, path, problems),
-        None => {
-            let known: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
-            problems.push(
-                format!("{path}.kind"),
-                format!(
-                    "unknown probe kind {:?} (known: {})",
-                    p.kind,
-                    known.join(", ")
-                ),
-            );
-        }
+/// Runs a probe once to the end with its kind's module. Blocks the calling thread.
+pub fn run_probe(config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
+    match &probe.spec {
+        ProbeSpec::Load(c) => load::LoadProbe::run(config, probe, c, ctx),
+        ProbeSpec::Race(c) => race::RaceProbe::run(config, probe, c, ctx),
+        ProbeSpec::Benchmark(c) => benchmark::BenchmarkProbe::run(config, probe, c, ctx),
+        ProbeSpec::Redis(c) => redis::RedisProbe::run(config, probe, c, ctx),
+        ProbeSpec::Pubsub(c) => pubsub::PubsubProbe::run(config, probe, c, ctx),
+        ProbeSpec::Sql(c) => sql::SqlProbe::run(config, probe, c, ctx),
     }
 }

@@ -16,12 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
-use super::load::{grade_with, StatDefaults};
-use super::ops::{graded_result, runtime, OpTally, WeightedChoice};
-use super::{failed_result, ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, Problems, SqlConfig, SqlQueryConfig};
+use super::ops::{runtime, OpTally, WeightedChoice};
+use super::{ProbeKind, RunContext};
+use crate::config::{Config, ProbeConfig, SqlConfig, SqlQueryConfig};
 use crate::report::ProbeResult;
-use crate::verdict::{self, Bands};
+use crate::verdict::{self, grade_with, Bands, StatDefaults};
 
 /// Seed 003's reporting targets where the probe's thresholds say nothing: 100 QPS, and the
 /// seed table's p99.
@@ -38,32 +37,22 @@ const SQL_DEFAULTS: StatDefaults = StatDefaults {
 pub struct SqlProbe;
 
 impl ProbeKind for SqlProbe {
-    fn name(&self) -> &'static str {
-        "sql"
-    }
+    type Config = SqlConfig;
 
-    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-        match &mut probe.sql {
-            Some(s) => s.validate(&format!("{path}.sql"), problems),
-            None => problems.push(
-                format!("{path}.sql"),
-                "missing: an `sql` probe needs a [probe.sql] table",
-            ),
-        }
-    }
-
-    fn run(&self, _config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-        let Some(cfg) = &probe.sql else {
-            return failed_result(probe, "no [probe.sql] section".into());
-        };
+    fn run(
+        _config: &Config,
+        probe: &ProbeConfig,
+        cfg: &SqlConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
         let weights: Vec<u64> = cfg.queries.iter().map(|q| q.weight.into()).collect();
         let Some(choice) = WeightedChoice::new(&weights) else {
-            return failed_result(probe, "no query has a weight above 0".into());
+            return ProbeResult::failed(probe, "no query has a weight above 0");
         };
         // The database does the work; two threads keep up with any rate it can answer.
         let rt = match runtime(2) {
             Ok(r) => r,
-            Err(e) => return failed_result(probe, format!("cannot start a runtime: {e}")),
+            Err(e) => return ProbeResult::failed(probe, format!("cannot start a runtime: {e}")),
         };
         let started = SystemTime::now();
         let run = SqlRun {
@@ -89,7 +78,16 @@ impl ProbeKind for SqlProbe {
                 slow_query_bands(p95),
             );
         }
-        graded_result(probe, started, elapsed, Some(stats), None, verdict, notes)
+        ProbeResult::graded(
+            probe,
+            started,
+            elapsed,
+            Some(stats),
+            None,
+            verdict,
+            notes,
+            Default::default(),
+        )
     }
 }
 

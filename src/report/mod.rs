@@ -3,6 +3,7 @@
 //! The document's field names carry their unit and are a contract (DESIGN.md): dashboards,
 //! CI scripts and the baseline store read them. This module formats; it never measures.
 
+pub mod outcome;
 pub mod summary;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,8 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{Grade, ThresholdResult};
+use crate::config::{Kind, ProbeConfig};
+use crate::verdict::{Grade, ThresholdResult, Verdict};
 
 /// Schema name and version of the result document.
 pub const SCHEMA: &str = "plimsoll.result/v1";
@@ -23,19 +25,16 @@ pub const SCHEMA: &str = "plimsoll.result/v1";
 pub struct ProbeResult {
     pub schema: String,
     pub probe: String,
-    pub kind: String,
+    pub kind: Kind,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub duration_s: f64,
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
-    /// Figures of a `race` probe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub race: Option<RaceStats>,
-    /// Figures of a `pubsub` probe: deliveries, beside `stats` (which counts the publishes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pubsub: Option<PubsubStats>,
+    /// The kind's own figures (`race`, `pubsub`, …), beside `stats`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<KindBlock>,
     pub thresholds: Vec<ThresholdResult>,
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -44,6 +43,81 @@ pub struct ProbeResult {
     /// requests). Not part of the document either.
     #[serde(skip)]
     pub detail: RunDetail,
+}
+
+/// A kind's own block of figures. Serialized under the variant's name beside `stats`
+/// (`"race": {…}`), so a new block is a new variant here and nothing in other kinds' code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindBlock {
+    /// Figures of a `race` probe.
+    Race(RaceStats),
+    /// Figures of a `pubsub` probe: deliveries, beside `stats` (which counts the publishes).
+    Pubsub(PubsubStats),
+}
+
+impl ProbeResult {
+    /// A graded run: its figures, its verdict (whose forced reasons open the notes) and
+    /// further notes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn graded(
+        probe: &ProbeConfig,
+        started: SystemTime,
+        elapsed: std::time::Duration,
+        stats: Option<Stats>,
+        block: Option<KindBlock>,
+        verdict: Verdict,
+        notes: Vec<String>,
+        detail: RunDetail,
+    ) -> ProbeResult {
+        let mut all: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
+        all.extend(notes);
+        ProbeResult {
+            schema: SCHEMA.to_string(),
+            probe: probe.name.clone(),
+            kind: probe.kind(),
+            started_at: rfc3339(started),
+            duration_s: round3(elapsed.as_secs_f64()),
+            grade: verdict.grade(),
+            stats,
+            block,
+            thresholds: verdict.results,
+            notes: all,
+            detail,
+        }
+    }
+
+    /// A probe that could not run at all: critical, with the reason as its note.
+    pub fn failed(probe: &ProbeConfig, why: impl Into<String>) -> ProbeResult {
+        let mut v = Verdict::default();
+        v.force(Grade::Critical, why);
+        ProbeResult::graded(
+            probe,
+            SystemTime::now(),
+            std::time::Duration::ZERO,
+            None,
+            None,
+            v,
+            Vec::new(),
+            RunDetail::default(),
+        )
+    }
+
+    /// The race block, when this is a race run.
+    pub fn race(&self) -> Option<&RaceStats> {
+        match &self.block {
+            Some(KindBlock::Race(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The pub/sub block, when this is a pub/sub run.
+    pub fn pubsub(&self) -> Option<&PubsubStats> {
+        match &self.block {
+            Some(KindBlock::Pubsub(p)) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// The run's measurements at the grain of OpenTelemetry's HTTP client conventions.

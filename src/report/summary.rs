@@ -136,13 +136,13 @@ pub fn render(results: &[ProbeResult]) -> String {
                 ));
             }
         }
-        if let Some(race) = &r.race {
+        if let Some(race) = r.race() {
             lines.push(race_line(race));
         }
-        if let Some(p) = &r.pubsub {
+        if let Some(p) = r.pubsub() {
             lines.push(pubsub_line(p));
         }
-        if r.kind == "benchmark" {
+        if r.kind == crate::config::Kind::Benchmark {
             if let Some(s) = &r.stats {
                 lines.push(operations_table(s));
             }

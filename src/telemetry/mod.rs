@@ -423,7 +423,7 @@ impl Telemetry {
             }
             self.error_ratio.get_or_create(&probe).set(stats.error_rate);
         }
-        if let Some(race) = &r.race {
+        if let Some(race) = r.race() {
             for (outcome, n) in [
                 ("single_winner", race.single_winner),
                 ("multiple_winners", race.multiple_winners),
@@ -585,25 +585,26 @@ mod tests {
         let mut r = crate::report::ProbeResult {
             schema: crate::report::SCHEMA.into(),
             probe: "vendor-race".into(),
-            kind: "race".into(),
+            kind: crate::config::Kind::Race,
             started_at: "2026-11-26T00:00:00Z".into(),
             duration_s: 1.0,
             grade: Grade::Critical,
             stats: None,
-            race: Some(crate::report::RaceStats {
+            block: Some(crate::report::KindBlock::Race(crate::report::RaceStats {
                 rounds: 10,
                 single_winner: 7,
                 multiple_winners: 2,
                 no_winner: 1,
                 ..Default::default()
-            }),
-            pubsub: None,
+            })),
             thresholds: Vec::new(),
             notes: Vec::new(),
             detail: Default::default(),
         };
         t.record_run(&r, 0.0);
-        r.race.as_mut().unwrap().multiple_winners = 3;
+        if let Some(crate::report::KindBlock::Race(race)) = r.block.as_mut() {
+            race.multiple_winners = 3;
+        }
         t.record_run(&r, 0.0);
         let text = t.encode_text();
         for (outcome, n) in [

@@ -252,7 +252,10 @@ impl Otlp {
         t: &TraceContext,
     ) {
         let d = &r.detail;
-        let phases = probe.load.as_ref().map_or(&[][..], |l| &l.phases[..]);
+        let phases = match &probe.spec {
+            crate::config::ProbeSpec::Load(l) => &l.phases[..],
+            _ => &[][..],
+        };
         let wanted = 1 + phases.len() + d.client_spans.len();
         let granted = self.admit(wanted);
         if granted == 0 {
@@ -276,7 +279,7 @@ impl Otlp {
             .with_start_time(start)
             .with_attributes([
                 KeyValue::new("plimsoll.probe", r.probe.clone()),
-                KeyValue::new("plimsoll.kind", r.kind.clone()),
+                KeyValue::new("plimsoll.kind", r.kind.as_str()),
                 KeyValue::new("plimsoll.grade", r.grade.as_str()),
                 KeyValue::new("plimsoll.requests", requests as i64),
                 KeyValue::new("plimsoll.errors", errors as i64),

@@ -4,237 +4,10 @@
 //! threshold can be replaced per probe. A run's grade is its worst metric's grade. This module
 //! computes; it never measures and never emits metrics.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
-
-/// A grade, from best to worst. The order matters: a run takes the maximum of its metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Grade {
-    Excellent,
-    Good,
-    Warning,
-    Critical,
-}
-
-impl Grade {
-    /// Value of the `plimsoll_probe_grade` gauge: 0 excellent … 3 critical.
-    pub fn as_number(self) -> u8 {
-        self as u8
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Grade::Excellent => "excellent",
-            Grade::Good => "good",
-            Grade::Warning => "warning",
-            Grade::Critical => "critical",
-        }
-    }
-    /// Process exit code of `plimsoll once` for this grade.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Grade::Excellent | Grade::Good => 0,
-            Grade::Warning => 1,
-            Grade::Critical => 2,
-        }
-    }
-}
-
-impl fmt::Display for Grade {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Bounds of one metric's grade bands. For a lower-is-better metric (latency, error rate):
-/// below `excellent` is excellent, below `good` is good, up to `warning` is warning, above is
-/// critical. For a higher-is-better metric (throughput) the comparisons turn around. A band
-/// left out does not exist (the seed table gives p99 no excellent band).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bands {
-    /// Bound of the excellent band.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub excellent: Option<f64>,
-    /// Bound of the good band.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub good: Option<f64>,
-    /// Bound of the warning band; beyond it is critical.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warning: Option<f64>,
-}
-
-impl Bands {
-    pub const fn new(excellent: Option<f64>, good: Option<f64>, warning: Option<f64>) -> Self {
-        Bands {
-            excellent,
-            good,
-            warning,
-        }
-    }
-
-    /// Grade of a value where lower is better.
-    pub fn grade_lower_better(&self, v: f64) -> Grade {
-        if self.excellent.is_some_and(|b| v < b) {
-            Grade::Excellent
-        } else if self.good.is_some_and(|b| v < b) {
-            Grade::Good
-        } else if self.warning.is_some_and(|b| v <= b) {
-            Grade::Warning
-        } else if self.good.is_none() && self.warning.is_none() && self.excellent.is_none() {
-            Grade::Good
-        } else {
-            Grade::Critical
-        }
-    }
-
-    /// Grade of a value where higher is better.
-    pub fn grade_higher_better(&self, v: f64) -> Grade {
-        if self.excellent.is_some_and(|b| v > b) {
-            Grade::Excellent
-        } else if self.good.is_some_and(|b| v >= b) {
-            Grade::Good
-        } else if self.warning.is_some_and(|b| v >= b) {
-            Grade::Warning
-        } else if self.good.is_none() && self.warning.is_none() && self.excellent.is_none() {
-            Grade::Good
-        } else {
-            Grade::Critical
-        }
-    }
-
-    fn validate(&self, path: &str, lower_better: bool, problems: &mut Problems) {
-        let bounds = [self.excellent, self.good, self.warning];
-        for b in bounds.iter().flatten() {
-            if !b.is_finite() || *b < 0.0 {
-                problems.push(path, "bounds must be finite numbers of 0 or more");
-                return;
-            }
-        }
-        let present: Vec<f64> = bounds.iter().flatten().copied().collect();
-        let ordered = present.windows(2).all(|w| {
-            if lower_better {
-                w[0] <= w[1]
-            } else {
-                w[0] >= w[1]
-            }
-        });
-        if !ordered {
-            let how = if lower_better { "increase" } else { "decrease" };
-            problems.push(
-                path,
-                format!("bounds must {how} from excellent to good to warning"),
-            );
-        }
-    }
-}
-
-/// Per-probe threshold overrides. Each field replaces the default bands of its metric.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThresholdsConfig {
-    /// Achieved requests per second (higher is better). Default: seed table, or `target_rps`.
-    #[serde(default)]
-    pub rps: Option<Bands>,
-    /// Error ratio, 0 to 1 (lower is better). Default: good < 0.001, warning ≤ 0.01.
-    #[serde(default)]
-    pub error_rate: Option<Bands>,
-    /// 99th percentile latency in ms. Default: good < 500, warning ≤ 2000.
-    #[serde(default)]
-    pub p99_ms: Option<Bands>,
-    /// Median latency in ms. No default.
-    #[serde(default)]
-    pub p50_ms: Option<Bands>,
-    /// 95th percentile latency in ms. No default.
-    #[serde(default)]
-    pub p95_ms: Option<Bands>,
-    /// 99.9th percentile latency in ms. No default.
-    #[serde(default)]
-    pub p999_ms: Option<Bands>,
-    /// Mean latency in ms. No default.
-    #[serde(default)]
-    pub mean_ms: Option<Bands>,
-    /// Share of planned iterations that could not start (open model), 0 to 1. Default: good
-    /// < 0.001, warning ≤ 0.05.
-    #[serde(default)]
-    pub dropped_ratio: Option<Bands>,
-    /// Race: share of rounds with exactly one winner, 0 to 1 (higher is better). Default:
-    /// good ≥ 0.99, warning ≥ 0.95.
-    #[serde(default)]
-    pub win_rate: Option<Bands>,
-    /// Race: share of rounds with several winners, 0 to 1 (lower is better). Default:
-    /// excellent only when none (< 1e-9), warning ≤ 0.01.
-    #[serde(default)]
-    pub race_rate: Option<Bands>,
-    /// Race: 99th percentile of a round's race time in ms. Default: excellent < 100, good
-    /// < 500, warning ≤ 1000.
-    #[serde(default)]
-    pub race_time_p99_ms: Option<Bands>,
-    /// Race with verification: share of rounds where the database disagreed with the API, 0
-    /// to 1. Default: the `race_rate` defaults.
-    #[serde(default)]
-    pub verify_mismatch_rate: Option<Bands>,
-    /// Pub/sub: delivered / expected deliveries, 0 to 1 (higher is better). Default:
-    /// excellent when every message arrived, good ≥ 0.99, warning ≥ 0.95.
-    #[serde(default)]
-    pub delivery_ratio: Option<Bands>,
-    /// Pub/sub: duplicate deliveries / expected deliveries (lower is better). Default:
-    /// excellent only when none, good < 0.001, warning ≤ 0.01.
-    #[serde(default)]
-    pub duplicate_ratio: Option<Bands>,
-    /// Pub/sub: deliveries that arrived after a later message / expected deliveries (lower
-    /// is better). Default: as `duplicate_ratio`.
-    #[serde(default)]
-    pub out_of_order_ratio: Option<Bands>,
-    /// Pub/sub: 95th percentile of the end-to-end delivery latency in ms. Default: good
-    /// < 100, warning ≤ 300.
-    #[serde(default)]
-    pub delivery_p95_ms: Option<Bands>,
-    /// Pub/sub: 99th percentile of the end-to-end delivery latency in ms. Default: good
-    /// < 200, warning ≤ 1000.
-    #[serde(default)]
-    pub delivery_p99_ms: Option<Bands>,
-}
-
-impl ThresholdsConfig {
-    pub fn validate(&self, path: &str, problems: &mut Problems) {
-        let lower = [
-            ("error_rate", self.error_rate),
-            ("p99_ms", self.p99_ms),
-            ("p50_ms", self.p50_ms),
-            ("p95_ms", self.p95_ms),
-            ("p999_ms", self.p999_ms),
-            ("mean_ms", self.mean_ms),
-            ("dropped_ratio", self.dropped_ratio),
-            ("race_rate", self.race_rate),
-            ("race_time_p99_ms", self.race_time_p99_ms),
-            ("verify_mismatch_rate", self.verify_mismatch_rate),
-            ("duplicate_ratio", self.duplicate_ratio),
-            ("out_of_order_ratio", self.out_of_order_ratio),
-            ("delivery_p95_ms", self.delivery_p95_ms),
-            ("delivery_p99_ms", self.delivery_p99_ms),
-        ];
-        for (name, b) in lower {
-            if let Some(b) = b {
-                b.validate(&format!("{path}.{name}"), true, problems);
-            }
-        }
-        if let Some(b) = self.rps {
-            b.validate(&format!("{path}.rps"), false, problems);
-        }
-        for (name, b) in [
-            ("win_rate", self.win_rate),
-            ("delivery_ratio", self.delivery_ratio),
-        ] {
-            if let Some(b) = b {
-                b.validate(&format!("{path}.{name}"), false, problems);
-            }
-        }
-    }
-}
+pub use crate::config::{Bands, Grade, ThresholdsConfig};
+use crate::report::Stats;
 
 /// The seed table's throughput bands: excellent > 1000, good ≥ 500, warning ≥ 100.
 pub const DEFAULT_RPS: Bands = Bands::new(Some(1000.0), Some(500.0), Some(100.0));
@@ -343,9 +116,79 @@ impl Verdict {
     }
 }
 
+/// Default bands of the metrics every request-counting kind is graded on, where its
+/// thresholds say nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct StatDefaults {
+    /// Throughput when the probe states no `target_rps` and has no planned rate.
+    pub rps: Bands,
+    pub p99_ms: Bands,
+    /// Mean latency, graded only where a seed names it (Redis: 5 ms).
+    pub mean_ms: Option<Bands>,
+}
+
+/// The seed table of DESIGN.md, for HTTP load.
+pub const HTTP_DEFAULTS: StatDefaults = StatDefaults {
+    rps: DEFAULT_RPS,
+    p99_ms: DEFAULT_P99_MS,
+    mean_ms: None,
+};
+
+/// Grades a run's statistics against the probe's thresholds and the seed defaults.
+pub fn grade_http(t: &ThresholdsConfig, target_rps: Option<f64>, s: &Stats) -> Verdict {
+    grade_with(t, target_rps, s, &HTTP_DEFAULTS)
+}
+
+/// Grades a run's statistics against the probe's thresholds and the given defaults.
+pub fn grade_with(
+    t: &ThresholdsConfig,
+    target_rps: Option<f64>,
+    s: &Stats,
+    defaults: &StatDefaults,
+) -> Verdict {
+    let mut v = Verdict::default();
+    if s.requests == 0 {
+        v.force(Grade::Critical, "no request completed");
+        return v;
+    }
+    let rps_bands = t.rps.unwrap_or_else(|| match (target_rps, s.offered_rps) {
+        (Some(target), _) => rps_bands_for_target(target),
+        (None, Some(offered)) => rps_bands_for_plan(offered),
+        (None, None) => defaults.rps,
+    });
+    v.higher_better("rps", s.rps, rps_bands);
+    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(defaults.p99_ms));
+    v.lower_better(
+        "error_rate",
+        s.error_rate,
+        t.error_rate.unwrap_or(DEFAULT_ERROR_RATE),
+    );
+    let optional = [
+        ("p50", t.p50_ms, s.latency_ms.p50),
+        ("p95", t.p95_ms, s.latency_ms.p95),
+        ("p999", t.p999_ms, s.latency_ms.p999),
+        ("mean", t.mean_ms.or(defaults.mean_ms), s.latency_ms.mean),
+    ];
+    for (name, bands, value) in optional {
+        if let Some(b) = bands {
+            v.lower_better(name, value, b);
+        }
+    }
+    if let Some(planned) = s.iterations.planned.filter(|n| *n > 0) {
+        let ratio = s.iterations.dropped as f64 / planned as f64;
+        v.lower_better(
+            "dropped_ratio",
+            ratio,
+            t.dropped_ratio.unwrap_or(DEFAULT_DROPPED_RATIO),
+        );
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Problems;
 
     #[test]
     fn seed_table_bands() {

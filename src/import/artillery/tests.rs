@@ -51,7 +51,9 @@ scenarios:
     }
     let cfg = crate::config::load_str(&c.toml, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
-    let load = cfg.probe[0].load.as_ref().unwrap();
+    let crate::config::ProbeSpec::Load(load) = &cfg.probe[0].spec else {
+        panic!("not a load probe")
+    };
     let steps = &load.scenarios[0].steps;
     assert_eq!(steps.len(), 2);
     assert_eq!(steps[0].think.unwrap().as_duration().as_secs(), 2);

@@ -22,13 +22,12 @@ use tokio::sync::watch;
 pub use tracker::{Receipt, SeqSet, SequenceTracker, Stamp};
 use wire::{listen, open_socket, unix_micros, HttpPublisher, Publisher, SubscriberEnd};
 
-use super::load::{grade_with, HTTP_DEFAULTS};
-use super::ops::{graded_result, runtime, OpTally};
-use super::{failed_result, ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, Problems, PublishVia, PubsubConfig, TargetConfig};
+use super::ops::{runtime, OpTally};
+use super::{ProbeKind, RunContext};
+use crate::config::{Config, ProbeConfig, PublishVia, PubsubConfig, TargetConfig};
 use crate::engine::recorder::new_histogram;
-use crate::report::{round3, LatencySummary, ProbeResult, PubsubStats, SubscriberStats};
-use crate::verdict::{self, Verdict};
+use crate::report::{round3, KindBlock, LatencySummary, ProbeResult, PubsubStats, SubscriberStats};
+use crate::verdict::{self, grade_with, Verdict, HTTP_DEFAULTS};
 
 /// How often the grace period checks whether every delivery arrived.
 const GRACE_POLL: Duration = Duration::from_millis(10);
@@ -36,28 +35,17 @@ const GRACE_POLL: Duration = Duration::from_millis(10);
 pub struct PubsubProbe;
 
 impl ProbeKind for PubsubProbe {
-    fn name(&self) -> &'static str {
-        "pubsub"
-    }
+    type Config = PubsubConfig;
 
-    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-        let has_target = probe.target.is_some();
-        match &mut probe.pubsub {
-            Some(p) => p.validate(&format!("{path}.pubsub"), has_target, problems),
-            None => problems.push(
-                format!("{path}.pubsub"),
-                "missing: a `pubsub` probe needs a [probe.pubsub] table",
-            ),
-        }
-    }
-
-    fn run(&self, config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-        let Some(cfg) = &probe.pubsub else {
-            return failed_result(probe, "no [probe.pubsub] section".into());
-        };
+    fn run(
+        config: &Config,
+        probe: &ProbeConfig,
+        cfg: &PubsubConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
         let rt = match runtime(2) {
             Ok(r) => r,
-            Err(e) => return failed_result(probe, format!("cannot start a runtime: {e}")),
+            Err(e) => return ProbeResult::failed(probe, format!("cannot start a runtime: {e}")),
         };
         let started = SystemTime::now();
         let t0 = std::time::Instant::now();
@@ -73,17 +61,18 @@ impl ProbeKind for PubsubProbe {
                 if ctx.stop.load(Ordering::Relaxed) {
                     outcome.notes.push("stopped before the run ended".into());
                 }
-                graded_result(
+                ProbeResult::graded(
                     probe,
                     started,
                     elapsed,
                     Some(stats),
-                    Some(outcome.deliveries),
+                    Some(KindBlock::Pubsub(outcome.deliveries)),
                     verdict,
                     outcome.notes,
+                    Default::default(),
                 )
             }
-            Err(e) => failed_result(probe, e),
+            Err(e) => ProbeResult::failed(probe, e),
         }
     }
 }

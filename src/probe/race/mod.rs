@@ -24,13 +24,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{failed_result, require_absolute_url, ProbeKind, RunContext};
+use super::{ProbeKind, RunContext};
 use crate::config::{
-    Config, ProbeConfig, Problems, RaceConfig, TargetConfig, VerifyConfig, CLAIMANT_VAR, ID_VAR,
+    Config, GeneratorConfig, ProbeConfig, RaceConfig, TargetConfig, VerifyConfig, CLAIMANT_VAR,
+    ID_VAR,
 };
 use crate::engine::http::{Conn, Endpoint};
 use crate::engine::step::Scratch;
-use crate::engine::template::GeneratorConfig;
 use crate::engine::{ErrorKind, Generators, PreparedStep, RequestError};
 use crate::report::ProbeResult;
 pub use tally::grade;
@@ -43,34 +43,17 @@ const MAX_SUSPECT_ROUNDS: usize = 10;
 pub struct RaceProbe;
 
 impl ProbeKind for RaceProbe {
-    fn name(&self) -> &'static str {
-        "race"
-    }
+    type Config = RaceConfig;
 
-    fn validate(&self, probe: &mut ProbeConfig, path: &str, problems: &mut Problems) {
-        let Some(r) = &mut probe.race else {
-            problems.push(
-                format!("{path}.race"),
-                "missing: a `race` probe needs a [probe.race] table",
-            );
-            return;
-        };
-        r.validate(&format!("{path}.race"), problems);
-        if probe.target.is_none() {
-            if let Some(s) = &r.setup {
-                require_absolute_url(&s.url, format!("{path}.race.setup.url"), problems);
-            }
-            require_absolute_url(&r.claim.url, format!("{path}.race.claim.url"), problems);
-        }
-    }
-
-    fn run(&self, config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-        let Some(race) = &probe.race else {
-            return failed_result(probe, "no [probe.race] section".into());
-        };
+    fn run(
+        config: &Config,
+        probe: &ProbeConfig,
+        race: &RaceConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
         let plan = match RacePlan::compile(race, config.target_of(probe)) {
             Ok(p) => p,
-            Err(e) => return failed_result(probe, e),
+            Err(e) => return ProbeResult::failed(probe, e),
         };
         // One thread is enough: the claims of a round leave from one task by design, and the
         // target, not the prober, is what answers slowly.
@@ -79,13 +62,13 @@ impl ProbeKind for RaceProbe {
             .build()
         {
             Ok(r) => r,
-            Err(e) => return failed_result(probe, format!("cannot start a runtime: {e}")),
+            Err(e) => return ProbeResult::failed(probe, format!("cannot start a runtime: {e}")),
         };
         let started_at = SystemTime::now();
         let t0 = Instant::now();
         match runtime.block_on(plan.run(&ctx.stop)) {
             Ok(tally) => grade_tally(probe, tally, started_at, t0.elapsed()),
-            Err(e) => failed_result(probe, e),
+            Err(e) => ProbeResult::failed(probe, e),
         }
     }
 }

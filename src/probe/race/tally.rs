@@ -9,7 +9,7 @@ use super::{round_outcome, Claim, RoundOutcome, MAX_SUSPECT_ROUNDS};
 use crate::config::ProbeConfig;
 use crate::engine::recorder::new_histogram;
 use crate::engine::ErrorKind;
-use crate::report::{rfc3339, round3, LatencySummary, ProbeResult, RaceRound, RaceStats, SCHEMA};
+use crate::report::{KindBlock, LatencySummary, ProbeResult, RaceRound, RaceStats};
 use crate::verdict::{self, Grade, ThresholdsConfig, Verdict};
 
 pub(super) fn record_micros(h: &mut Histogram<u64>, d: Duration) {
@@ -119,24 +119,20 @@ pub(super) fn grade_tally(
     let stopped_early = tally.stopped_early;
     let stats = tally.finish();
     let verdict = grade(&probe.thresholds, &stats);
-    let mut notes: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
+    let mut notes = Vec::new();
     if stopped_early {
         notes.push("stopped before the last round".into());
     }
-    ProbeResult {
-        schema: SCHEMA.to_string(),
-        probe: probe.name.clone(),
-        kind: probe.kind.clone(),
-        started_at: rfc3339(started),
-        duration_s: round3(took.as_secs_f64()),
-        grade: verdict.grade(),
-        stats: None,
-        race: Some(stats),
-        pubsub: None,
-        detail: Default::default(),
-        thresholds: verdict.results,
+    ProbeResult::graded(
+        probe,
+        started,
+        took,
+        None,
+        Some(KindBlock::Race(stats)),
+        verdict,
         notes,
-    }
+        Default::default(),
+    )
 }
 
 /// Grades a race against the probe's thresholds and seed 000's defaults.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::Exit;
+
 /// The demo's configuration, with `@BACKEND@` and `@RESULTS@` placeholders.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
@@ -26,21 +28,21 @@ impl Drop for BackendProcess {
     }
 }
 
-/// Runs the demo until SIGINT or SIGTERM; returns the exit code.
-pub fn run(listen: SocketAddr) -> i32 {
-    super::init_logging();
+/// Runs the demo until SIGINT or SIGTERM.
+pub fn run(listen: SocketAddr) -> Exit {
+    crate::daemon::init_logging();
     let backend_bin = match find_backend() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("plimsoll demo: {e}");
-            return super::EXIT_START_FAILED;
+            return Exit::CannotStart;
         }
     };
     let (backend, backend_url) = match start_backend(&backend_bin) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("plimsoll demo: cannot start {}: {e}", backend_bin.display());
-            return super::EXIT_START_FAILED;
+            return Exit::CannotStart;
         }
     };
     let results = std::env::temp_dir().join(format!("plimsoll-demo-{}", std::process::id()));
@@ -52,11 +54,11 @@ pub fn run(listen: SocketAddr) -> i32 {
         Err(e) => {
             // The embedded file is tested; this only happens if the environment overrides it.
             eprintln!("plimsoll demo: the demo configuration is invalid:\n{e}");
-            return crate::cli::EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let probes: Vec<String> = config.probe.iter().map(|p| p.name.clone()).collect();
-    let opts = super::Options {
+    let opts = crate::daemon::Options {
         config_path: None,
         listen: Some(listen),
         on_ready: Some(Box::new(move |addr| {
@@ -69,9 +71,15 @@ pub fn run(listen: SocketAddr) -> i32 {
             println!("  probes          {}", probes.join(", "));
         })),
     };
-    let code = super::run(config, opts);
+    let outcome = crate::daemon::run(config, opts);
     drop(backend);
-    code
+    match outcome {
+        Ok(()) => Exit::Success,
+        Err(e) => {
+            eprintln!("plimsoll demo: {e}");
+            Exit::CannotStart
+        }
+    }
 }
 
 fn find_backend() -> Result<PathBuf, String> {

@@ -1,0 +1,186 @@
+//! Base URLs of targets and steps: scheme, host, port, path prefix, and credentials.
+//!
+//! Parsing lives here so that validation and the engine agree on what a URL means; the engine
+//! reuses [`parse_base_url`] and must not parse URLs its own way. Credentials written into a
+//! URL (`http://user:secret@host/`) are split off here: they become an `Authorization: Basic`
+//! header in the engine and never reach the `Host` header, `:authority`, a log or a result.
+
+use std::fmt;
+
+/// The parts of a base URL that a connection needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written, without any credentials: the Host header and `:authority`.
+    pub authority: String,
+    /// Path prefix without a trailing slash.
+    pub path: String,
+    /// `user:password` from the URL, percent-decoded; sent as `Authorization: Basic`.
+    pub userinfo: Option<Userinfo>,
+}
+
+/// Credentials taken out of a URL. Their `Debug` form never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Userinfo {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Userinfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Userinfo({:?}, <redacted>)", self.user)
+    }
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaseUrl")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("userinfo", &self.userinfo)
+            .finish()
+    }
+}
+
+impl BaseUrl {
+    /// `scheme://authority` without credentials, for messages and absolute URIs.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+}
+
+/// Parses and checks a base URL (`http://[user:password@]host[:port][/prefix]`).
+///
+/// Errors never repeat the URL's credentials: the message shows the URL with its userinfo
+/// replaced by `***`.
+pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
+    let shown = redact_url(url);
+    if url
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '`' | ' '))
+    {
+        return Err(format!(
+            "{shown:?} is not a valid URL: it holds a space, a quote, `<`, `>` or a control character"
+        ));
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(s) => return Err(format!("unsupported scheme {s:?}: use http or https")),
+        None => return Err(format!("{shown:?} needs a scheme: http:// or https://")),
+    };
+    let auth = uri
+        .authority()
+        .ok_or_else(|| format!("{shown:?} has no host"))?;
+    let raw = auth.as_str();
+    let (userinfo, hostport) = match raw.rsplit_once('@') {
+        Some((ui, hp)) => {
+            let (user, password) = ui.split_once(':').unwrap_or((ui, ""));
+            (
+                Some(Userinfo {
+                    user: percent_decode(user),
+                    password: percent_decode(password),
+                }),
+                hp,
+            )
+        }
+        None => (None, raw),
+    };
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{shown:?} has no host"));
+    }
+    Ok(BaseUrl {
+        tls,
+        host: host.to_string(),
+        port: auth.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        authority: hostport.to_string(),
+        path: uri.path().trim_end_matches('/').to_string(),
+        userinfo,
+    })
+}
+
+/// The URL with any `user:password@` replaced by `***@`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let b = parse_base_url("https://api.example.test/v1/").unwrap();
+        assert!(b.tls);
+        assert_eq!(
+            (b.host.as_str(), b.port, b.path.as_str()),
+            ("api.example.test", 443, "/v1")
+        );
+        let b = parse_base_url("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (b.port, b.authority.as_str(), b.path.as_str()),
+            (8080, "127.0.0.1:8080", "")
+        );
+        assert!(parse_base_url("ftp://x")
+            .unwrap_err()
+            .contains("unsupported scheme"));
+        assert!(parse_base_url("file:///etc/passwd").is_err());
+        assert!(parse_base_url("/just/a/path").is_err());
+        assert!(parse_base_url("http://127.0.0.1/<script>").is_err());
+        assert!(parse_base_url("http://127.0.0.1/\"x").is_err());
+    }
+
+    /// Regression: URL credentials were sent in the Host header of flow steps.
+    #[test]
+    fn credentials_never_reach_the_authority() {
+        let b = parse_base_url("http://user:s%40cret@127.0.0.1:8080/p").unwrap();
+        assert_eq!(b.authority, "127.0.0.1:8080");
+        assert_eq!(b.origin(), "http://127.0.0.1:8080");
+        let ui = b.userinfo.clone().unwrap();
+        assert_eq!((ui.user.as_str(), ui.password.as_str()), ("user", "s@cret"));
+        assert!(!format!("{b:?}").contains("s@cret"));
+        let e = parse_base_url("gopher://user:hunter2@127.0.0.1/").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert_eq!(
+            redact_url("http://u:p@127.0.0.1:1/x?y=@"),
+            "http://***@127.0.0.1:1/x?y=@"
+        );
+    }
+}
