@@ -138,6 +138,8 @@ pub async fn listen(
 }
 
 /// Where publishes go.
+// One per publisher task, built once before publishing starts: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Publisher {
     Http(HttpPublisher),
     Redis {
