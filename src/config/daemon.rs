@@ -101,6 +101,10 @@ impl ScheduleConfig {
             }
             (None, Some(c)) => match parse_cron(c) {
                 Err(e) => problems.push(format!("{path}.cron"), e),
+                Ok(schedule) if schedule.upcoming(chrono::Utc).next().is_none() => problems.push(
+                    format!("{path}.cron"),
+                    format!("{c:?} never fires (no such date ahead)"),
+                ),
                 Ok(schedule) => {
                     if let Some(gap) = shortest_gap(&schedule) {
                         if !self.jitter.is_zero() && self.jitter.as_duration() >= gap {

@@ -100,9 +100,9 @@ impl Default for Limits {
     }
 }
 
-/// No `[limits] duration` may exceed a year: instants a year away are still exact, and no
+/// No `[limits] duration` may exceed a year (365.25 days): instants a year away are still exact, and no
 /// probe or schedule needs more.
-pub const HARD_MAX_DURATION: HumanDuration = HumanDuration::from_secs(366 * 24 * 3600);
+pub const HARD_MAX_DURATION: HumanDuration = HumanDuration::from_secs(31_557_600);
 /// No `[limits] rate` may exceed a billion per second: one arrival per nanosecond is the
 /// resolution of the planner's clock.
 pub const HARD_MAX_RATE: f64 = 1e9;
@@ -177,13 +177,7 @@ impl Limits {
     }
 
     /// A count against one of the ceilings, named by its `[limits]` field.
-    pub fn check_count(
-        &self,
-        path: impl Into<String>,
-        v: u64,
-        ceiling: Ceiling,
-        p: &mut Problems,
-    ) {
+    pub fn check_count(&self, path: impl Into<String>, v: u64, ceiling: Ceiling, p: &mut Problems) {
         let (name, max) = match ceiling {
             Ceiling::Burst => ("burst", u64::from(self.burst)),
             Ceiling::Concurrency => ("concurrency", u64::from(self.concurrency)),

@@ -239,12 +239,28 @@ impl LoadConfig {
             }
         }
         for (name, v, ceiling) in [
-            ("concurrency", self.concurrency.map(u64::from), Ceiling::Concurrency),
+            (
+                "concurrency",
+                self.concurrency.map(u64::from),
+                Ceiling::Concurrency,
+            ),
             ("iterations", self.iterations, Ceiling::Count),
-            ("max_in_flight", Some(self.max_in_flight.into()), Ceiling::MaxInFlight),
-            ("max_body_bytes", Some(self.max_body_bytes), Ceiling::BodyBytes),
+            (
+                "max_in_flight",
+                Some(self.max_in_flight.into()),
+                Ceiling::MaxInFlight,
+            ),
+            (
+                "max_body_bytes",
+                Some(self.max_body_bytes),
+                Ceiling::BodyBytes,
+            ),
             ("workers", Some(self.workers.into()), Ceiling::Workers),
-            ("shard.count", self.shard.map(|s| s.count.into()), Ceiling::Count),
+            (
+                "shard.count",
+                self.shard.map(|s| s.count.into()),
+                Ceiling::Count,
+            ),
         ] {
             if let Some(v) = v {
                 limits.check_count(format!("{path}.{name}"), v, ceiling, problems);
@@ -263,7 +279,12 @@ impl LoadConfig {
         for (i, sc) in self.scenarios.iter().enumerate() {
             for (j, st) in sc.steps.iter().enumerate() {
                 let p = format!("{path}.scenarios[{i}].steps[{j}]");
-                limits.check_count(format!("{p}.loop"), st.repeat.into(), Ceiling::Count, problems);
+                limits.check_count(
+                    format!("{p}.loop"),
+                    st.repeat.into(),
+                    Ceiling::Count,
+                    problems,
+                );
                 if let Some(t) = st.think {
                     limits.check_duration(format!("{p}.think"), t, problems);
                 }

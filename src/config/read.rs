@@ -74,9 +74,8 @@ const ENV_SEPARATOR: &str = "__";
 /// The file is read up to [`MAX_CONFIG_BYTES`]: `--config /dev/zero` is refused after 10 MiB
 /// instead of exhausting memory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| {
-        ConfigErrors::single(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let text = read_bounded(path, MAX_CONFIG_BYTES)
+        .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
     load_str(&text, std::env::vars())
 }
 
@@ -93,7 +92,7 @@ pub enum ReadError {
 
 /// Reads a text file of at most `max` bytes. Never reads more than `max + 1` bytes, so an
 /// endless file (`/dev/zero`, a pipe) costs bounded memory and time.
-pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
+pub fn read_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut buf = Vec::new();
@@ -210,10 +209,9 @@ pub fn load_str(
             }
             other => errors.push(ConfigError {
                 path: other.to_string(),
-                message:
-                    "unknown section, expected one of `target`, `probe`, `report`, `daemon`, \
+                message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`, \
                      `otlp`, `limits`"
-                        .into(),
+                    .into(),
                 line: None,
             }),
         }

@@ -180,7 +180,10 @@ impl RedisConfig {
 
     /// Checks the settings, resolving the URL's secret.
     pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
-        for (name, v) in [("operations", self.operations), ("key_space", Some(self.key_space))] {
+        for (name, v) in [
+            ("operations", self.operations),
+            ("key_space", Some(self.key_space)),
+        ] {
             if let Some(v) = v {
                 limits.check_count(format!("{path}.{name}"), v, Ceiling::Count, problems);
             }
@@ -269,7 +272,11 @@ impl SqlConfig {
         for (name, v, ceiling) in [
             ("concurrency", self.concurrency, Ceiling::Concurrency),
             ("pool_size", self.pool_size, Ceiling::Concurrency),
-            ("max_in_flight", Some(self.max_in_flight), Ceiling::MaxInFlight),
+            (
+                "max_in_flight",
+                Some(self.max_in_flight),
+                Ceiling::MaxInFlight,
+            ),
         ] {
             if let Some(v) = v {
                 limits.check_count(format!("{path}.{name}"), v.into(), ceiling, problems);

@@ -249,7 +249,11 @@ mod tests {
             "/path?x=a:b",
             "/p/{{a b}}",
         ] {
-            assert!(check_request_url(good).is_ok(), "{good}: {:?}", check_request_url(good));
+            assert!(
+                check_request_url(good).is_ok(),
+                "{good}: {:?}",
+                check_request_url(good)
+            );
         }
     }
 
