@@ -139,3 +139,57 @@ fn unreadable_or_foreign_files_are_usage_errors() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// Imports a script written to a temporary file; returns exit code, stdout and stderr.
+fn import_text(yaml: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("script.yml");
+    std::fs::write(&p, yaml).unwrap();
+    let out = import(p.to_str().unwrap());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Regression (issue 10.7): `arrivalRate: -5` became a rate of 0.1 silently.
+#[test]
+fn negative_and_absurd_artillery_values_are_refused_by_yaml_path() {
+    let (code, stdout, stderr) = import_text(
+        "config:\n  target: \"http://127.0.0.1:9\"\n  phases:\n    - { duration: 60, arrivalRate: -5 }\n    - { duration: 10, arrivalRate: 1e12 }\n    - { duration: -3, arrivalRate: 5 }\n    - { duration: 10, arrivalRate: 0, rampTo: -1 }\nscenarios:\n  - flow:\n      - get: { url: \"/\" }\n      - think: -2\n",
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for expected in [
+        "config.phases[0].arrivalRate: must be 0 or greater (found -5)",
+        "config.phases[1].arrivalRate: must be at most 100000 per second (found 1000000000000)",
+        "config.phases[2].duration: must be 0 or greater (found -3)",
+        "config.phases[3].rampTo: must be 0 or greater (found -1)",
+        "scenarios[0].flow[1].think: must be 0 or greater (found -2)",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// Regression (issue 10.7): the importer printed a configuration that `validate` refuses,
+/// and exited 0.
+#[test]
+fn a_conversion_that_would_not_validate_is_refused_with_its_problems() {
+    let (code, stdout, stderr) = import_text(
+        "config:\n  target: \"ftp://127.0.0.1:9\"\n  phases:\n    - { duration: 10, arrivalRate: 5 }\nscenarios:\n  - flow:\n      - get: { url: \"/search?q=<x>\" }\n",
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("the converted configuration does not validate"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("target[0].url: unsupported scheme \"ftp\""),
+        "{stderr}"
+    );
+}

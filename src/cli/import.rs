@@ -5,10 +5,14 @@ use super::{stdout, Exit};
 /// Converts an Artillery script: the configuration on stdout, what was not converted on
 /// stderr; 0 once converted (even with omissions), 3 for a file that is not a script.
 pub fn import_artillery(file: &std::path::Path) -> Exit {
-    let converted = std::fs::read_to_string(file)
-        .map_err(|source| crate::import::ImportError::Read {
+    // A script is read up to the size a configuration may have: `/dev/zero` is refused.
+    let converted = crate::config::read_bounded(file, crate::config::MAX_CONFIG_BYTES)
+        .map_err(|e| crate::import::ImportError::Read {
             path: file.display().to_string(),
-            source,
+            source: match e {
+                crate::config::ReadError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
         })
         .and_then(|text| {
             let name = file

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::request::{GeneratorConfig, RequestConfig};
-use super::{HumanDuration, Problems};
+use super::{Ceiling, HumanDuration, Limits, Problems};
 
 /// The `[probe.benchmark]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,7 +55,14 @@ fn default_samples() -> u64 {
 pub const MAX_SAMPLES: u64 = 100_000;
 
 impl BenchmarkConfig {
-    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
+        limits.check_duration(format!("{path}.timeout"), self.timeout, problems);
+        limits.check_count(
+            format!("{path}.max_body_bytes"),
+            self.max_body_bytes,
+            Ceiling::BodyBytes,
+            problems,
+        );
         if self.operations.is_empty() {
             problems.push(
                 format!("{path}.operations"),

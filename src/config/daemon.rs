@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{HumanDuration, Problems, Secret};
+use super::{HumanDuration, Limits, Problems, Secret};
 
 /// The `[daemon]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,7 +41,8 @@ fn default_grace_period() -> HumanDuration {
 }
 
 impl DaemonConfig {
-    pub fn validate(&mut self, problems: &mut Problems) {
+    pub fn validate(&mut self, limits: &Limits, problems: &mut Problems) {
+        limits.check_duration("daemon.grace_period", self.grace_period, problems);
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(
                 "daemon.listen",
@@ -80,22 +81,56 @@ fn default_jitter() -> HumanDuration {
 }
 
 impl ScheduleConfig {
-    pub fn validate(&self, path: &str, problems: &mut Problems) {
+    pub fn validate(&self, path: &str, limits: &Limits, problems: &mut Problems) {
+        limits.check_duration(format!("{path}.jitter"), self.jitter, problems);
         match (&self.every, &self.cron) {
             (None, None) => problems.push(path, "missing: `every` (an interval) or `cron`"),
             (Some(_), Some(_)) => problems.push(path, "`every` and `cron` exclude each other"),
             (Some(e), None) => {
                 if e.as_duration() < std::time::Duration::from_millis(100) {
                     problems.push(format!("{path}.every"), "must be at least 100ms");
+                } else if *e > limits.duration {
+                    limits.check_duration(format!("{path}.every"), *e, problems);
+                } else if self.jitter >= *e {
+                    // A delay as long as the interval would let runs overlap or pile up.
+                    problems.push(
+                        format!("{path}.jitter"),
+                        format!("must be shorter than the interval (`every` = {e})"),
+                    );
                 }
             }
-            (None, Some(c)) => {
-                if let Err(e) = parse_cron(c) {
-                    problems.push(format!("{path}.cron"), e);
+            (None, Some(c)) => match parse_cron(c) {
+                Err(e) => problems.push(format!("{path}.cron"), e),
+                Ok(schedule) if schedule.upcoming(chrono::Utc).next().is_none() => problems.push(
+                    format!("{path}.cron"),
+                    format!("{c:?} never fires (no such date ahead)"),
+                ),
+                Ok(schedule) => {
+                    if let Some(gap) = shortest_gap(&schedule) {
+                        if !self.jitter.is_zero() && self.jitter.as_duration() >= gap {
+                            problems.push(
+                                format!("{path}.jitter"),
+                                format!(
+                                    "must be shorter than the time between two runs of the \
+                                     cron expression ({})",
+                                    HumanDuration(gap)
+                                ),
+                            );
+                        }
+                    }
                 }
-            }
+            },
         }
     }
+}
+
+/// The shortest time between two of the next few runs of a cron schedule.
+fn shortest_gap(schedule: &cron::Schedule) -> Option<std::time::Duration> {
+    let times: Vec<_> = schedule.upcoming(chrono::Utc).take(16).collect();
+    times
+        .windows(2)
+        .filter_map(|w| (w[1] - w[0]).to_std().ok())
+        .min()
 }
 
 /// Parses a 6-field (seconds first) cron expression; a 7th field (year) is allowed.

@@ -155,10 +155,21 @@ pub struct DataRows {
 }
 
 impl DataConfig {
-    /// Reads and parses the file.
+    /// Reads and parses the file, up to the hard bound of `[limits] data_file_bytes` (the
+    /// configured ceiling is checked at validation, with [`read_limited`](Self::read_limited)).
     pub fn read(&self) -> Result<DataRows, String> {
-        let text = std::fs::read_to_string(&self.file)
-            .map_err(|e| format!("cannot read {}: {e}", self.file.display()))?;
+        self.read_limited(super::limits::HARD_MAX_DATA_FILE_BYTES)
+    }
+
+    /// Reads and parses the file if it holds at most `max` bytes.
+    pub fn read_limited(&self, max: u64) -> Result<DataRows, String> {
+        let text = super::read::read_bounded(&self.file, max).map_err(|e| match e {
+            super::read::ReadError::TooLarge { max } => format!(
+                "{} is larger than {max} bytes (raise `[limits] data_file_bytes` to allow more)",
+                self.file.display()
+            ),
+            e => format!("cannot read {}: {e}", self.file.display()),
+        })?;
         let rows = if is_json(&self.file) {
             parse_json_rows(&text)?
         } else {

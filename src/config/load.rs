@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::flow::{self, DataConfig, ScenarioConfig};
 use super::request::{GeneratorConfig, RequestConfig};
-use super::{HumanDuration, Problems};
+use super::{Ceiling, HumanDuration, Limits, Problems};
 
 /// Settings of a load probe: the arrival model, the iteration (request steps), the client.
 ///
@@ -183,7 +183,7 @@ impl LoadConfig {
     }
 
     /// Validates the load settings (model, phases, steps, client limits).
-    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
         let models = [
             !self.phases.is_empty(),
             self.concurrency.is_some(),
@@ -202,6 +202,9 @@ impl LoadConfig {
         }
         for (j, ph) in self.phases.iter().enumerate() {
             let pp = format!("{path}.phases[{j}]");
+            if let Some(d) = ph.duration {
+                limits.check_duration(format!("{pp}.duration"), d, problems);
+            }
             match (ph.burst, ph.rate) {
                 (Some(0), _) => problems.push(format!("{pp}.burst"), "must be greater than 0"),
                 (Some(_), Some(_)) => {
@@ -211,9 +214,7 @@ impl LoadConfig {
                     problems.push(&pp, "a phase needs `rate` (arrivals per second) or `burst`")
                 }
                 (None, Some(r)) => {
-                    if !(r > 0.0 && r.is_finite()) {
-                        problems.push(format!("{pp}.rate"), "must be greater than 0");
-                    }
+                    limits.check_rate(format!("{pp}.rate"), r, false, problems);
                     match ph.duration {
                         None => problems.push(
                             format!("{pp}.duration"),
@@ -225,13 +226,67 @@ impl LoadConfig {
                         _ => {}
                     }
                 }
-                (Some(_), None) => {}
+                (Some(n), None) => {
+                    limits.check_count(format!("{pp}.burst"), n.into(), Ceiling::Burst, problems)
+                }
             }
             if let Some(r) = ph.ramp_to {
                 if ph.burst.is_some() {
                     problems.push(format!("{pp}.ramp_to"), "a burst phase cannot ramp");
-                } else if !(r >= 0.0 && r.is_finite()) {
-                    problems.push(format!("{pp}.ramp_to"), "must be 0 or greater");
+                } else {
+                    limits.check_rate(format!("{pp}.ramp_to"), r, true, problems);
+                }
+            }
+        }
+        for (name, v, ceiling) in [
+            (
+                "concurrency",
+                self.concurrency.map(u64::from),
+                Ceiling::Concurrency,
+            ),
+            ("iterations", self.iterations, Ceiling::Count),
+            (
+                "max_in_flight",
+                Some(self.max_in_flight.into()),
+                Ceiling::MaxInFlight,
+            ),
+            (
+                "max_body_bytes",
+                Some(self.max_body_bytes),
+                Ceiling::BodyBytes,
+            ),
+            ("workers", Some(self.workers.into()), Ceiling::Workers),
+            (
+                "shard.count",
+                self.shard.map(|s| s.count.into()),
+                Ceiling::Count,
+            ),
+        ] {
+            if let Some(v) = v {
+                limits.check_count(format!("{path}.{name}"), v, ceiling, problems);
+            }
+        }
+        for (name, d) in [
+            ("duration", self.duration),
+            ("ramp_up", Some(self.ramp_up)),
+            ("think", Some(self.think)),
+            ("timeout", Some(self.timeout)),
+        ] {
+            if let Some(d) = d {
+                limits.check_duration(format!("{path}.{name}"), d, problems);
+            }
+        }
+        for (i, sc) in self.scenarios.iter().enumerate() {
+            for (j, st) in sc.steps.iter().enumerate() {
+                let p = format!("{path}.scenarios[{i}].steps[{j}]");
+                limits.check_count(
+                    format!("{p}.loop"),
+                    st.repeat.into(),
+                    Ceiling::Count,
+                    problems,
+                );
+                if let Some(t) = st.think {
+                    limits.check_duration(format!("{p}.think"), t, problems);
                 }
             }
         }
@@ -284,7 +339,7 @@ impl LoadConfig {
         }
         let mut vars: Vec<String> = self.vars.keys().cloned().collect();
         if let Some(d) = &self.data {
-            match d.read() {
+            match d.read_limited(limits.data_file_bytes) {
                 Ok(rows) => vars.extend(rows.columns),
                 Err(e) => problems.push(format!("{path}.data.file"), e),
             }

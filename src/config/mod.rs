@@ -9,6 +9,7 @@ mod benchmark;
 mod daemon;
 mod duration;
 mod flow;
+mod limits;
 mod load;
 mod otlp;
 mod probe;
@@ -33,12 +34,13 @@ pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
 };
+pub use limits::{Ceiling, Limits, HARD_MAX_DURATION, HARD_MAX_RATE, MAX_CONFIG_BYTES};
 pub use load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use probe::{Kind, PathError, ProbeConfig, ProbeSpec};
 pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
-pub use read::{load_file, load_str, ConfigError, ConfigErrors};
+pub use read::{load_file, load_str, read_bounded, ConfigError, ConfigErrors, ReadError};
 pub use request::{
     placeholders, GeneratorConfig, RequestConfig, SignConfig, SignKind, TimestampFormat,
 };
@@ -66,6 +68,9 @@ pub struct Config {
     /// OTLP export of metrics and traces.
     #[serde(default)]
     pub otlp: OtlpConfig,
+    /// Ceilings of every rate, count, size and duration; raise one to allow more.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A system under test.
@@ -170,8 +175,17 @@ impl Problems {
 impl Config {
     /// Checks everything that types alone cannot, resolving secrets on the way.
     pub fn validate(&mut self, problems: &mut Problems) {
-        self.daemon.validate(problems);
-        self.otlp.validate(problems);
+        // A broken `[limits]` table is reported, and the rest is held to the defaults.
+        let mut own = Problems::default();
+        self.limits.validate(&mut own);
+        let limits = if own.is_empty() {
+            self.limits
+        } else {
+            problems.errors.extend(own.into_errors());
+            Limits::default()
+        };
+        self.daemon.validate(&limits, problems);
+        self.otlp.validate(&limits, problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");
@@ -217,16 +231,14 @@ impl Config {
                 }
             }
             if let Some(r) = p.target_rps {
-                if !(r > 0.0 && r.is_finite()) {
-                    problems.push(format!("{path}.target_rps"), "must be greater than 0");
-                }
+                limits.check_rate(format!("{path}.target_rps"), r, false, problems);
             }
             p.thresholds
                 .validate(&format!("{path}.thresholds"), problems);
             if let Some(s) = &p.schedule {
-                s.validate(&format!("{path}.schedule"), problems);
+                s.validate(&format!("{path}.schedule"), &limits, problems);
             }
-            p.validate_spec(&path, problems);
+            p.validate_spec(&path, &limits, problems);
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{check_header, HumanDuration, Problems, Secret};
+use super::{check_header, Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// The `[otlp]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -102,7 +102,22 @@ impl OtlpProtocol {
 }
 
 impl OtlpConfig {
-    pub fn validate(&mut self, problems: &mut Problems) {
+    pub fn validate(&mut self, limits: &Limits, problems: &mut Problems) {
+        for (name, d) in [
+            ("timeout", self.timeout),
+            ("metrics_interval", Some(self.metrics_interval)),
+            ("flush_timeout", Some(self.flush_timeout)),
+        ] {
+            if let Some(d) = d {
+                limits.check_duration(format!("otlp.{name}"), d, problems);
+            }
+        }
+        for (name, v) in [
+            ("span_queue_size", self.span_queue_size),
+            ("max_client_spans", self.max_client_spans),
+        ] {
+            limits.check_count(format!("otlp.{name}"), v.into(), Ceiling::Queue, problems);
+        }
         if let Some(e) = &self.endpoint {
             let ok = e
                 .parse::<http::Uri>()
@@ -133,7 +148,9 @@ impl OtlpConfig {
         if self.metrics_interval.as_duration() < std::time::Duration::from_millis(100) {
             problems.push("otlp.metrics_interval", "must be at least 100ms");
         }
-        if !(0.0..=1.0).contains(&self.sample_ratio) {
+        if !self.sample_ratio.is_finite() {
+            problems.push("otlp.sample_ratio", "must be a finite number");
+        } else if !(0.0..=1.0).contains(&self.sample_ratio) {
             problems.push("otlp.sample_ratio", "must be between 0 and 1");
         }
         if self.span_queue_size == 0 {

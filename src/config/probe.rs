@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    BenchmarkConfig, LoadConfig, Problems, PubsubConfig, RaceConfig, RedisConfig, ScheduleConfig,
-    SqlConfig, ThresholdsConfig,
+    BenchmarkConfig, Limits, LoadConfig, Problems, PubsubConfig, RaceConfig, RedisConfig,
+    ScheduleConfig, SqlConfig, ThresholdsConfig,
 };
 
 /// The probe kinds. Each name is also the name of the kind's table (`[probe.load]`).
@@ -121,11 +121,11 @@ impl ProbeSpec {
     }
 
     /// Checks the kind's table; `path` is the probe's (`probe[2]`).
-    fn validate(&mut self, path: &str, has_target: bool, problems: &mut Problems) {
+    fn validate(&mut self, path: &str, has_target: bool, limits: &Limits, problems: &mut Problems) {
         let at = format!("{path}.{}", self.kind());
         match self {
             ProbeSpec::Load(l) => {
-                l.validate(&at, problems);
+                l.validate(&at, limits, problems);
                 if !has_target {
                     for (j, s) in l.step_configs().iter().enumerate() {
                         let p = if l.request.is_some() {
@@ -144,7 +144,7 @@ impl ProbeSpec {
                 }
             }
             ProbeSpec::Race(r) => {
-                r.validate(&at, problems);
+                r.validate(&at, limits, problems);
                 if !has_target {
                     if let Some(s) = &r.setup {
                         require_absolute_url(&s.url, format!("{at}.setup.url"), problems);
@@ -153,7 +153,7 @@ impl ProbeSpec {
                 }
             }
             ProbeSpec::Benchmark(b) => {
-                b.validate(&at, problems);
+                b.validate(&at, limits, problems);
                 if !has_target {
                     for (i, op) in b.operations.iter().enumerate() {
                         let p = format!("{at}.operations[{i}].request.url");
@@ -161,9 +161,9 @@ impl ProbeSpec {
                     }
                 }
             }
-            ProbeSpec::Redis(r) => r.validate(&at, problems),
-            ProbeSpec::Pubsub(p) => p.validate(&at, has_target, problems),
-            ProbeSpec::Sql(s) => s.validate(&at, problems),
+            ProbeSpec::Redis(r) => r.validate(&at, limits, problems),
+            ProbeSpec::Pubsub(p) => p.validate(&at, has_target, limits, problems),
+            ProbeSpec::Sql(s) => s.validate(&at, limits, problems),
         }
     }
 }
@@ -345,9 +345,9 @@ impl ProbeConfig {
     }
 
     /// Checks what types alone cannot; `path` is the probe's (`probe[2]`).
-    pub fn validate_spec(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate_spec(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
         let has_target = self.target.is_some();
-        self.spec.validate(path, has_target, problems);
+        self.spec.validate(path, has_target, limits, problems);
     }
 }
 

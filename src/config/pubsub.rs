@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::stores::check_url;
-use super::{HumanDuration, Problems, Secret};
+use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// How the probe publishes its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -106,7 +106,27 @@ impl PubsubConfig {
     }
 
     /// Checks the settings; `has_target` says whether relative URLs can be joined.
-    pub fn validate(&mut self, path: &str, has_target: bool, problems: &mut Problems) {
+    pub fn validate(
+        &mut self,
+        path: &str,
+        has_target: bool,
+        limits: &Limits,
+        problems: &mut Problems,
+    ) {
+        for (name, d) in [
+            ("duration", self.duration),
+            ("warmup", self.warmup),
+            ("grace", self.grace),
+            ("timeout", self.timeout),
+        ] {
+            limits.check_duration(format!("{path}.{name}"), d, problems);
+        }
+        limits.check_count(
+            format!("{path}.publishers"),
+            self.publishers.into(),
+            Ceiling::Concurrency,
+            problems,
+        );
         let ws = self.url.starts_with("ws://") || self.url.starts_with("wss://");
         if !(ws || has_target && self.url.starts_with('/')) {
             problems.push(
@@ -120,8 +140,10 @@ impl PubsubConfig {
                 format!("must be between 1 and {MAX_SUBSCRIBERS}"),
             );
         }
-        if !(self.rate > 0.0 && self.rate.is_finite()) {
-            problems.push(format!("{path}.rate"), "must be greater than 0");
+        let mut rate = Problems::default();
+        limits.check_rate(format!("{path}.rate"), self.rate, false, &mut rate);
+        if !rate.is_empty() {
+            problems.errors.extend(rate.into_errors());
         } else if self.planned_messages() as f64 > MAX_MESSAGES {
             problems.push(
                 format!("{path}.rate"),
@@ -151,6 +173,8 @@ impl PubsubConfig {
                             "must be an http:// or https:// URL, or a path when the probe \
                              names a `target`",
                         );
+                    } else if let Err(e) = super::url::check_request_url(u) {
+                        problems.push(format!("{path}.publish_url"), e);
                     }
                 }
             },

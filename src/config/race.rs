@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::request::RequestConfig;
-use super::{HumanDuration, Level, Problems, Secret};
+use super::{Ceiling, HumanDuration, Level, Limits, Problems, Secret};
 
 /// Fewest and most claimants of a round. One claimant cannot race; more than a hundred
 /// connections released at once stop landing within a millisecond on a small machine.
@@ -131,7 +131,22 @@ impl RaceConfig {
     }
 
     /// Checks the race settings, resolving the database URL's secret.
-    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
+        if let Some(r) = self.rounds {
+            limits.check_count(format!("{path}.rounds"), r.into(), Ceiling::Count, problems);
+        }
+        limits.check_count(
+            format!("{path}.max_body_bytes"),
+            self.max_body_bytes,
+            Ceiling::BodyBytes,
+            problems,
+        );
+        for (name, d) in [("timeout", self.timeout), ("pause", self.pause)] {
+            limits.check_duration(format!("{path}.{name}"), d, problems);
+        }
+        if let Some(v) = &self.verify {
+            limits.check_duration(format!("{path}.verify.timeout"), v.timeout, problems);
+        }
         let c = self.claimant_count();
         if !CLAIMANTS.contains(&c) {
             problems.push(

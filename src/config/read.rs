@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::limits::MAX_CONFIG_BYTES;
 use super::{Config, ProbeConfig, Problems};
 
 /// One problem in a configuration.
@@ -69,10 +70,37 @@ pub const ENV_PREFIX: &str = "PLIMSOLL";
 const ENV_SEPARATOR: &str = "__";
 
 /// Reads, overrides from the process environment, and validates a configuration file.
+///
+/// The file is read up to [`MAX_CONFIG_BYTES`]: `--config /dev/zero` is refused after 10 MiB
+/// instead of exhausting memory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
+    let text = read_bounded(path, MAX_CONFIG_BYTES)
         .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
     load_str(&text, std::env::vars())
+}
+
+/// Why a bounded read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("larger than {max} bytes (is it the right file?)")]
+    TooLarge { max: u64 },
+    #[error("not UTF-8 text")]
+    NotText,
+}
+
+/// Reads a text file of at most `max` bytes. Never reads more than `max + 1` bytes, so an
+/// endless file (`/dev/zero`, a pipe) costs bounded memory and time.
+pub fn read_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(ReadError::TooLarge { max });
+    }
+    String::from_utf8(buf).map_err(|_| ReadError::NotText)
 }
 
 /// Same as [`load_file`] on text and an explicit environment (tests pass their own).
@@ -88,6 +116,27 @@ pub fn load_str(
             message: format!("TOML syntax error: {}", e.message()),
             line,
         }]));
+    }
+
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    // A NaN or an infinity cannot travel through the merge (it turns into "no value" and then
+    // into a misleading "missing" message), so non-finite numbers are refused here, by path.
+    let non_finite = non_finite_numbers(text, &env);
+    if !non_finite.is_empty() {
+        let locator = Locator::new(text);
+        return Err(ConfigErrors(
+            non_finite
+                .into_iter()
+                .map(|(path, from)| ConfigError {
+                    line: locator.line(&path),
+                    path,
+                    message: match from {
+                        Some(var) => format!("must be a finite number (set by {var})"),
+                        None => "must be a finite number".into(),
+                    },
+                })
+                .collect(),
+        ));
     }
 
     let (plain, indexed) = split_env(env);
@@ -153,11 +202,16 @@ pub fn load_str(
                     config.otlp = o;
                 }
             }
+            "limits" => {
+                if let Some(l) = typed(v, "limits", &mut errors) {
+                    config.limits = l;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
-                message:
-                    "unknown section, expected one of `target`, `probe`, `report`, `daemon`, `otlp`"
-                        .into(),
+                message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`, \
+                     `otlp`, `limits`"
+                    .into(),
                 line: None,
             }),
         }
@@ -352,6 +406,57 @@ fn parse_env_value(raw: &str) -> Value {
     } else {
         Value::String(raw.to_string())
     }
+}
+
+/// Paths of the NaNs and infinities in the file and in `PLIMSOLL__…` overrides, with the
+/// variable that set each one from the environment.
+fn non_finite_numbers(text: &str, env: &[(String, String)]) -> Vec<(String, Option<String>)> {
+    fn walk(v: &toml::Value, path: String, out: &mut Vec<(String, Option<String>)>) {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => out.push((path, None)),
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(v, p, out);
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(t) = toml::from_str::<toml::Table>(text) {
+        walk(&toml::Value::Table(t), String::new(), &mut out);
+    }
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        if v.trim().parse::<f64>().is_ok_and(|f| !f.is_finite()) {
+            let mut path = String::new();
+            for seg in rest.split(ENV_SEPARATOR).map(|s| s.to_lowercase()) {
+                if seg.parse::<usize>().is_ok() {
+                    path.push_str(&format!("[{seg}]"));
+                } else {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&seg);
+                }
+            }
+            out.push((path, Some(k.clone())));
+        }
+    }
+    out
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

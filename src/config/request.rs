@@ -190,6 +190,8 @@ impl RequestConfig {
         }
         if self.url.trim().is_empty() {
             problems.push(format!("{path}.url"), "must not be empty");
+        } else if let Err(e) = super::url::check_request_url(&self.url) {
+            problems.push(format!("{path}.url"), e);
         }
         let bodies = [
             self.body.is_some(),
@@ -218,6 +220,11 @@ impl RequestConfig {
         if let Some(sign) = &mut self.sign {
             if let Err(e) = sign.auth_token.resolve() {
                 problems.push(format!("{path}.sign.auth_token"), e);
+            }
+            if let Some(u) = &sign.url {
+                if let Err(e) = super::url::check_request_url(u) {
+                    problems.push(format!("{path}.sign.url"), e);
+                }
             }
             if self.form.is_none() {
                 problems.push(

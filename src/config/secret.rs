@@ -31,8 +31,11 @@ impl Secret {
             self.value = std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set"))?;
         } else if let Some(path) = self.spec.strip_prefix("file:") {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+            let text = super::read::read_bounded(
+                std::path::Path::new(path),
+                super::limits::MAX_SECRET_BYTES,
+            )
+            .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
             // Files written by editors and `echo` end in a newline that is not part of the secret.
             self.value = text.trim_end_matches(['\n', '\r']).to_string();
         }

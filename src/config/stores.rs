@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{HumanDuration, Problems, Secret};
+use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// Settings of a Redis workload probe: `concurrency` workers, each on its own connection,
 /// run a read/write/delete mix over a key space of their own.
@@ -179,7 +179,25 @@ impl RedisConfig {
     }
 
     /// Checks the settings, resolving the URL's secret.
-    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
+        for (name, v) in [
+            ("operations", self.operations),
+            ("key_space", Some(self.key_space)),
+        ] {
+            if let Some(v) = v {
+                limits.check_count(format!("{path}.{name}"), v, Ceiling::Count, problems);
+            }
+        }
+        for (name, d) in [
+            ("duration", self.duration),
+            ("key_ttl", Some(self.key_ttl)),
+            ("timeout", Some(self.timeout)),
+            ("connect_timeout", Some(self.connect_timeout)),
+        ] {
+            if let Some(d) = d {
+                limits.check_duration(format!("{path}.{name}"), d, problems);
+            }
+        }
         check_url(
             &mut self.url,
             &format!("{path}.url"),
@@ -250,7 +268,23 @@ impl SqlConfig {
     }
 
     /// Checks the settings, resolving the URL's secret.
-    pub fn validate(&mut self, path: &str, problems: &mut Problems) {
+    pub fn validate(&mut self, path: &str, limits: &Limits, problems: &mut Problems) {
+        for (name, v, ceiling) in [
+            ("concurrency", self.concurrency, Ceiling::Concurrency),
+            ("pool_size", self.pool_size, Ceiling::Concurrency),
+            (
+                "max_in_flight",
+                Some(self.max_in_flight),
+                Ceiling::MaxInFlight,
+            ),
+        ] {
+            if let Some(v) = v {
+                limits.check_count(format!("{path}.{name}"), v.into(), ceiling, problems);
+            }
+        }
+        for (name, d) in [("duration", self.duration), ("timeout", self.timeout)] {
+            limits.check_duration(format!("{path}.{name}"), d, problems);
+        }
         check_url(
             &mut self.database_url,
             &format!("{path}.database_url"),
@@ -267,9 +301,7 @@ impl SqlConfig {
                 path,
                 "missing: give `rate` (open model) or `concurrency` (closed model)",
             ),
-            (Some(r), None) if !(r > 0.0 && r.is_finite()) => {
-                problems.push(format!("{path}.rate"), "must be greater than 0")
-            }
+            (Some(r), None) => limits.check_rate(format!("{path}.rate"), r, false, problems),
             (None, Some(0)) => {
                 problems.push(format!("{path}.concurrency"), "must be greater than 0")
             }

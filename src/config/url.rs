@@ -61,13 +61,8 @@ impl BaseUrl {
 /// replaced by `***`.
 pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
     let shown = redact_url(url);
-    if url
-        .chars()
-        .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '`' | ' '))
-    {
-        return Err(format!(
-            "{shown:?} is not a valid URL: it holds a space, a quote, `<`, `>` or a control character"
-        ));
+    if has_forbidden_char(url) {
+        return Err(forbidden_char_message(&shown));
     }
     let uri: http::Uri = url
         .parse()
@@ -107,6 +102,69 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
         path: uri.path().trim_end_matches('/').to_string(),
         userinfo,
     })
+}
+
+/// Characters no URL of a probe may hold: they are either invalid in a URL or the mark of
+/// markup pasted by mistake (`<`, `>`, quotes), and a space would split the request line.
+fn has_forbidden_char(url: &str) -> bool {
+    url.chars()
+        .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '`' | ' '))
+}
+
+fn forbidden_char_message(shown: &str) -> String {
+    format!(
+        "{shown:?} is not a valid URL: it holds a space, a quote, `<`, `>` or a control character"
+    )
+}
+
+/// Checks the URL of a request step: an absolute `http://` or `https://` URL, or a path (with
+/// query) joined to the probe's target. `{{placeholders}}` may hold anything between their
+/// braces (they are filled in per request and checked then); outside them, the characters
+/// [`parse_base_url`] refuses are refused, and so is any other scheme (`file://`, `ftp://`).
+pub fn check_request_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
+    // Each placeholder stands for one plain character while the rest is checked.
+    let mut plain = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(open) = rest.find("{{") {
+        plain.push_str(&rest[..open]);
+        match rest[open + 2..].find("}}") {
+            Some(close) => {
+                plain.push('x');
+                rest = &rest[open + 2 + close + 2..];
+            }
+            None => {
+                // The unclosed `{{` is reported by the placeholder check.
+                rest = "";
+            }
+        }
+    }
+    plain.push_str(rest);
+    if has_forbidden_char(&plain) {
+        return Err(forbidden_char_message(&shown));
+    }
+    match scheme_of(&plain) {
+        None => Ok(()),
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+            parse_base_url(&plain).map(|_| ()).map_err(|e| {
+                // The message shows the URL as written, placeholders included.
+                e.replace(&format!("{:?}", redact_url(&plain)), &format!("{shown:?}"))
+            })
+        }
+        Some(s) => Err(format!(
+            "unsupported scheme {s:?}: use http:// or https://, or a path joined to the target"
+        )),
+    }
+}
+
+/// The scheme of a URL (`scheme:` with RFC 3986's scheme characters before the colon).
+fn scheme_of(url: &str) -> Option<&str> {
+    let (head, _) = url.split_once(':')?;
+    let mut chars = head.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(head)
 }
 
 /// The URL with any `user:password@` replaced by `***@`, for messages and logs.
@@ -165,6 +223,38 @@ mod tests {
         assert!(parse_base_url("/just/a/path").is_err());
         assert!(parse_base_url("http://127.0.0.1/<script>").is_err());
         assert!(parse_base_url("http://127.0.0.1/\"x").is_err());
+    }
+
+    /// Regression (issue 10.7): `file://`, `ftp://` and URLs with `<`, `>` or quotes passed
+    /// validation when the probe had a target.
+    #[test]
+    fn step_urls_refuse_other_schemes_and_markup() {
+        for bad in [
+            "file:///etc/passwd",
+            "ftp://127.0.0.1/x",
+            "/search?q=<script>",
+            "/a\"b",
+            "/a b",
+            "http://127.0.0.1/`x`",
+            "javascript:alert(1)",
+            "/x\r\nHost: evil",
+        ] {
+            assert!(check_request_url(bad).is_err(), "{bad} passed");
+        }
+        for good in [
+            "/",
+            "/orders/{{id}}?q={{ q }}",
+            "http://127.0.0.1:8080/x",
+            "https://h.example/{{seq}}",
+            "/path?x=a:b",
+            "/p/{{a b}}",
+        ] {
+            assert!(
+                check_request_url(good).is_ok(),
+                "{good}: {:?}",
+                check_request_url(good)
+            );
+        }
     }
 
     /// Regression: URL credentials were sent in the Host header of flow steps.

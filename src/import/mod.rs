@@ -43,4 +43,19 @@ pub enum ImportError {
     },
     #[error("{0}")]
     NotAScript(String),
+    /// Values of the script that no probe should run with (a negative or absurd rate): the
+    /// conversion refuses them, by source path, instead of quietly changing them.
+    #[error("{} value(s) refused:\n  {}", .0.len(), list(.0))]
+    Refused(Vec<Dropped>),
+    /// The converted configuration does not validate; it is not printed.
+    #[error("the converted configuration does not validate:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+fn list(items: &[Dropped]) -> String {
+    items
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }

@@ -33,6 +33,17 @@ pub struct Postgres {
 impl Postgres {
     /// Creates a cluster and starts the server; panics with a hint when PostgreSQL is missing.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// Same, with TLS on (`ssl=on`) using this certificate and key (PEM); clients may still
+    /// connect without TLS, as `sslmode=prefer` expects.
+    #[allow(dead_code)]
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("plimsoll-pg")
@@ -63,12 +74,34 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
+        let mut ssl_args: Vec<&str> = Vec::new();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, text) in [("server.crt", cert), ("server.key", key)] {
+                let p = data.join(name);
+                std::fs::write(&p, text).unwrap();
+                // The server refuses a key others can read.
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            ssl_args = vec![
+                "-c",
+                "ssl=on",
+                "-c",
+                "ssl_cert_file=server.crt",
+                "-c",
+                "ssl_key_file=server.key",
+            ];
+        }
         // Durability costs time and proves nothing here: the cluster dies with the test.
         let child = as_user(Command::new(bin.join("postgres")), user)
             .arg("-D")
             .arg(&data)
             .arg("-k")
             .arg(dir.path())
+            .args(&ssl_args)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])

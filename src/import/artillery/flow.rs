@@ -73,10 +73,21 @@ impl Converter {
                         steps.push(s);
                     }
                 }
-                "think" => match (seconds(v), steps.last_mut()) {
-                    (Some(t), Some(last)) => last.think_s += t,
-                    _ => self.drop(kp, "a think before the first request is not converted"),
-                },
+                "think" => {
+                    let max_s = crate::config::Limits::default()
+                        .duration
+                        .as_duration()
+                        .as_secs_f64();
+                    match (seconds(v), steps.last_mut()) {
+                        (Some(t), Some(last)) if t.is_finite() && (0.0..=max_s).contains(&t) => {
+                            last.think_s += t
+                        }
+                        (Some(t), _) => {
+                            self.check_number(kp, t, max_s, " s");
+                        }
+                        _ => self.drop(kp, "a think before the first request is not converted"),
+                    }
+                }
                 "loop" => self.flow_loop(p, o, steps, known),
                 "count" | "over" | "whileTrue" if o.contains_key("loop") => {}
                 "function" => self.drop(
@@ -125,11 +136,11 @@ impl Converter {
             // One request repeated is exactly Plimsoll's `loop`.
             1 => {
                 let mut s = inner.remove(0);
-                s.repeat *= count;
+                s.repeat = s.repeat.saturating_mul(count);
                 steps.push(s);
             }
             // Several requests in turn: written out, as long as that stays readable.
-            n if n as u64 * count <= 50 => {
+            n if (n as u64).saturating_mul(count) <= 50 => {
                 for _ in 0..count {
                     steps.extend(inner.iter().cloned());
                 }

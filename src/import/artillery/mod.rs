@@ -23,6 +23,7 @@ mod tests;
 
 use super::toml_text::{inline, inline_pairs, key, string};
 use super::{Conversion, Dropped, ImportError};
+use crate::config::Limits;
 pub use flow::json_path_to_pointer;
 
 /// Methods Artillery's HTTP engine knows as flow actions.
@@ -60,12 +61,29 @@ pub fn convert(text: &str, name: &str) -> Result<Conversion, ImportError> {
     for (i, sc) in scenarios.iter().enumerate() {
         c.scenario(&format!("scenarios[{i}]"), sc);
     }
+    if !c.refused.is_empty() {
+        return Err(ImportError::Refused(c.refused));
+    }
     if c.scenarios.is_empty() {
         return Err(ImportError::NotAScript(
             "no scenario could be converted (see the list above)".into(),
         ));
     }
     let toml = c.render(name);
+    // What is printed must validate: a conversion that would give `plimsoll validate` a
+    // problem is refused here, with the problems. A data file is read relative to where the
+    // configuration will run, not where it is converted, so only its absence is let through.
+    if let Err(e) = crate::config::load_str(&toml, std::iter::empty()) {
+        let problems: Vec<String> = e
+            .0
+            .iter()
+            .filter(|p| !(p.path.ends_with(".data.file") && p.message.starts_with("cannot read")))
+            .map(|p| p.to_string())
+            .collect();
+        if !problems.is_empty() {
+            return Err(ImportError::Invalid(problems));
+        }
+    }
     Ok(Conversion {
         toml,
         dropped: c.dropped,
@@ -88,6 +106,8 @@ struct Converter {
     globals: BTreeSet<String>,
     scenarios: Vec<Scenario>,
     dropped: Vec<Dropped>,
+    /// Values refused outright (negative or absurd numbers), by source path.
+    refused: Vec<Dropped>,
 }
 
 struct Scenario {
@@ -120,6 +140,38 @@ impl Converter {
         });
     }
 
+    fn refuse(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.refused.push(Dropped {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Checks a number of the script against Plimsoll's ceilings (the defaults of `[limits]`):
+    /// finite, not negative, at most `max`. Returns whether it passed.
+    pub(super) fn check_number(&mut self, path: String, v: f64, max: f64, unit: &str) -> bool {
+        if !v.is_finite() {
+            self.refuse(path, "must be a finite number");
+        } else if v < 0.0 {
+            self.refuse(
+                path,
+                format!("must be 0 or greater (found {})", trim_float(v)),
+            );
+        } else if v > max {
+            self.refuse(
+                path,
+                format!(
+                    "must be at most {}{unit} (found {})",
+                    trim_float(max),
+                    trim_float(v)
+                ),
+            );
+        } else {
+            return true;
+        }
+        false
+    }
+
     fn config(&mut self, config: &Map<String, Value>) {
         for (k, v) in config {
             let p = format!("config.{k}");
@@ -128,8 +180,18 @@ impl Converter {
                 "phases" => self.phases(&p, v),
                 "http" => {
                     for (hk, hv) in v.as_object().into_iter().flatten() {
+                        let max_s = Limits::default().duration.as_duration().as_secs_f64();
                         match (hk.as_str(), hv.as_f64()) {
-                            ("timeout", Some(t)) if t > 0.0 => self.timeout = Some(t),
+                            ("timeout", Some(t))
+                                if self.check_number(format!("{p}.{hk}"), t, max_s, " s") =>
+                            {
+                                if t > 0.0 {
+                                    self.timeout = Some(t)
+                                } else {
+                                    self.drop(format!("{p}.{hk}"), "a timeout of 0 not converted")
+                                }
+                            }
+                            ("timeout", Some(_)) => {}
                             _ => self.drop(format!("{p}.{hk}"), "HTTP setting not converted"),
                         }
                     }
@@ -164,9 +226,28 @@ impl Converter {
         for (j, ph) in v.as_array().into_iter().flatten().enumerate() {
             let pp = format!("{p}[{j}]");
             let Some(o) = ph.as_object() else { continue };
+            let limits = Limits::default();
             let duration = o.get("duration").and_then(seconds);
             let rate = o.get("arrivalRate").and_then(Value::as_f64);
             let count = o.get("arrivalCount").and_then(Value::as_f64);
+            let ramp = o.get("rampTo").and_then(Value::as_f64);
+            // Negative, endless or absurd numbers are refused with their YAML path, never
+            // turned into something else (a rate of -5 once became 0.1 silently).
+            let mut ok = true;
+            let max_s = limits.duration.as_duration().as_secs_f64();
+            for (key, v, max, unit) in [
+                ("duration", duration, max_s, " s"),
+                ("arrivalRate", rate, limits.rate, " per second"),
+                ("rampTo", ramp, limits.rate, " per second"),
+                ("arrivalCount", count, f64::from(limits.burst) * max_s, ""),
+            ] {
+                if let Some(v) = v {
+                    ok &= self.check_number(format!("{pp}.{key}"), v, max, unit);
+                }
+            }
+            if !ok {
+                continue;
+            }
             let mut out = Pairs::new();
             if let Some(n) = o.get("name").and_then(Value::as_str) {
                 out.push(("name".into(), n.into()));
@@ -195,7 +276,6 @@ impl Converter {
                 }
                 (None, None) => 0.0,
             };
-            let ramp = o.get("rampTo").and_then(Value::as_f64);
             // Plimsoll's rate must be positive; a ramp from 0 starts at a trickle instead.
             let start = if start <= 0.0 && ramp.is_some() {
                 self.drop(
