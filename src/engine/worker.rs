@@ -6,6 +6,7 @@
 //! shows up instead of silently slowing the plan (coordinated omission).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,11 @@ use super::{LoadOutcome, LoadSpec, Model};
 /// Pause of a closed-model user after a failed connection, so a dead target is not hammered
 /// with connection attempts in a tight loop.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How late the open model's worker must be for an arrival before it stops opening a new
+/// connection for it when no user is idle (see `open_loop`). Far above scheduling noise, far
+/// below what it takes to pile up thousands of connections.
+const OVERDUE: Duration = Duration::from_millis(10);
 
 /// Shortest period of the open model's sentinel timer (see `open_loop`), so a tiny request
 /// timeout does not make it fire often.
@@ -454,10 +460,9 @@ async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Inst
     let cap = w.spec.max_in_flight.div_ceil(w.spec.workers as u32).max(1);
     let mut arrivals = Arrivals::new(plan, shard, w.id, w.spec.workers, start);
     let timer = PreciseTimer::new();
-    // Idle users, most recently finished last: reusing it first keeps the fewest connections
-    // open and the warmest one in use. Users are made only when none is idle, so both lists
-    // stop growing once the pool covers the peak in flight (at most `cap`).
-    let idle: Rc<RefCell<Vec<Rc<Mailbox>>>> = Rc::default();
+    // Users are made only when none is idle, so the pool and `users` stop growing once they
+    // cover the peak in flight (at most `cap`); nothing per arrival is allocated after that.
+    let pool: Rc<UserPool> = Rc::default();
     let mut users = Vec::new();
     // tokio's timer wakes its own event loop (a write to an eventfd) whenever a timer is
     // added that is due before every timer it holds, which each request's timeout is when
@@ -482,7 +487,7 @@ async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Inst
             wait_until(timer.as_ref(), wake).await;
             continue;
         }
-        if idle.borrow().is_empty() && w.in_flight.get() > 0 && !let_users_finish {
+        if pool.idle.borrow().is_empty() && w.in_flight.get() > 0 && !let_users_finish {
             // Users whose responses came in with this wake-up run after the pacer: let them
             // finish first, so they take these arrivals on their open connections instead of
             // new users opening new ones (a spiral of connections when the worker falls behind).
@@ -501,22 +506,37 @@ async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Inst
                 w.recorder.borrow_mut().dropped += 1;
                 continue;
             }
-            w.in_flight.set(w.in_flight.get() + 1);
+            let busy = w.in_flight.get();
+            w.in_flight.set(busy + 1);
             w.recorder.borrow_mut().iterations_started += 1;
-            let user = idle.borrow_mut().pop();
+            let user = pool.idle.borrow_mut().pop();
             match user {
                 Some(mailbox) => mailbox.deliver(planned),
+                // The worker itself has fallen behind (starved of CPU, not slowed by the
+                // target): a new user per overdue arrival would open a connection each, and
+                // connecting costs more CPU, so the worker falls further behind and the target
+                // ends up refusing connections. Overdue arrivals wait for the next user to
+                // finish instead; their latency still counts from their planned time.
+                None if busy > 0 && now.saturating_duration_since(planned) > OVERDUE => {
+                    pool.overdue.borrow_mut().push_back(planned);
+                }
                 None => {
                     let mailbox = Rc::new(Mailbox::default());
                     mailbox.deliver(planned);
-                    let task = open_user(w.clone(), mailbox.clone(), idle.clone());
+                    let task = open_user(w.clone(), mailbox.clone(), pool.clone());
                     users.push((mailbox, tokio::task::spawn_local(task)));
                 }
             }
         }
     }
-    // Users finish what they were given, then see the closed mailbox and end, dropping their
-    // connections before the runtime goes away.
+    if w.stopped() {
+        // Stopped: overdue arrivals that no user took never start.
+        let n = pool.overdue.borrow_mut().drain(..).count();
+        w.in_flight.set(w.in_flight.get() - n as u32);
+        w.recorder.borrow_mut().iterations_started -= n as u64;
+    }
+    // Users finish what they were given (and what is overdue), then see the closed mailbox
+    // and end, dropping their connections before the runtime goes away.
     for (mailbox, _) in &users {
         mailbox.close();
     }
@@ -527,13 +547,36 @@ async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Inst
 }
 
 /// One user of the open model: sends each arrival its mailbox gets, on its own connections.
-async fn open_user(w: Rc<Worker>, mailbox: Rc<Mailbox>, idle: Rc<RefCell<Vec<Rc<Mailbox>>>>) {
+/// The open model's users of one worker.
+#[derive(Default)]
+struct UserPool {
+    /// Idle users, most recently finished last: reusing it first keeps the fewest connections
+    /// open and the warmest one in use.
+    idle: RefCell<Vec<Rc<Mailbox>>>,
+    /// Planned times of arrivals released when the worker was already [`OVERDUE`] for them and
+    /// no user was idle: the next user to finish takes them, oldest first.
+    overdue: RefCell<VecDeque<Instant>>,
+}
+
+/// One user of the open model: sends each arrival its mailbox gets, then any overdue ones,
+/// on its own connections.
+async fn open_user(w: Rc<Worker>, mailbox: Rc<Mailbox>, pool: Rc<UserPool>) {
     let mut vu = w.new_vu();
-    while let Some(planned) = mailbox.next().await {
+    let mut next = mailbox.next().await;
+    while let Some(planned) = next {
         let r = w.iteration(&mut vu, Some(planned)).await;
         w.finish_iteration(&r);
         w.in_flight.set(w.in_flight.get() - 1);
-        idle.borrow_mut().push(mailbox.clone());
+        // Bound first: a borrow held across the await below would still be held when the
+        // pacer next queues an arrival.
+        let overdue = pool.overdue.borrow_mut().pop_front();
+        next = match overdue {
+            Some(p) => Some(p),
+            None => {
+                pool.idle.borrow_mut().push(mailbox.clone());
+                mailbox.next().await
+            }
+        };
     }
 }
 
