@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Compare Plimsoll's load generator with wrk against the same local nginx.
+# Compare Plimsoll's load generator with wrk and oha against the same local nginx.
 #
 #   bench/run.sh          closed model: plimsoll vs wrk, ROUNDS rounds, medians + ratios
-#   bench/run.sh open     open model: does plimsoll hold a fixed arrival rate?
+#   bench/run.sh open     open model at fixed arrival rates: plimsoll --rate vs oha -q at
+#                         each of RATES, with plimsoll --concurrency and wrk as the closed-model
+#                         reference; CPU per request, pacing, send lag, RSS
 #
 # Environment (all optional):
-#   ROUNDS=5 DURATION=10s CONNECTIONS=50 THREADS=2   closed-model settings
-#   RATE=5000 DURATION=30s                           open-model settings
+#   ROUNDS=5 DURATION=10s CONNECTIONS=50 THREADS=2   closed-model settings (open mode: 3 rounds)
+#   RATES="1000 5000 20000 50000"                   open-model arrival rates
+#   BASELINE=/path/to/plimsoll   open mode: also run this build (e.g. an older one) at each rate
 #   SAVE=1        also write bench/results-<UTC timestamp>.csv
 #   SKIP_BUILD=1  use the existing target/release/plimsoll as is
+#   PLIMSOLL=/path/to/plimsoll   the binary to measure (default: this checkout's release build)
 #
 # Everything stays on 127.0.0.1, every run is bounded by DURATION, and a trap
 # stops nginx and deletes the scratch directory however the script ends.
@@ -20,17 +24,19 @@ case "$MODE" in
   *) echo "usage: $0 [open]" >&2; exit 3 ;;
 esac
 
-ROUNDS="${ROUNDS:-5}"
+if [[ "$MODE" == open ]]; then ROUNDS="${ROUNDS:-3}"; else ROUNDS="${ROUNDS:-5}"; fi
 CONNECTIONS="${CONNECTIONS:-50}"
 THREADS="${THREADS:-2}"
-RATE="${RATE:-5000}"
-if [[ "$MODE" == open ]]; then DURATION="${DURATION:-30s}"; else DURATION="${DURATION:-10s}"; fi
+RATES="${RATES:-1000 5000 20000 50000}"
+DURATION="${DURATION:-10s}"
+BASELINE="${BASELINE:-}"
 
 # The repository root is the parent of this script's directory, wherever the
 # script is called from.
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$BENCH_DIR")"
-PLIMSOLL="$REPO/target/release/plimsoll"
+# Cargo puts the build where CARGO_TARGET_DIR says, if it is set.
+PLIMSOLL="${PLIMSOLL:-${CARGO_TARGET_DIR:-$REPO/target}/release/plimsoll}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -74,6 +80,12 @@ if ((${#missing[@]})); then
   ((own_policy)) && rm -f /usr/sbin/policy-rc.d
 fi
 command -v cargo >/dev/null || { echo "cargo is required (install Rust via rustup)" >&2; exit 3; }
+# oha is the open-model reference (its -q paces requests). It is a Rust program, so cargo
+# installs it; it takes a few minutes to compile, once. Only the open mode needs it.
+if [[ "$MODE" == open ]] && ! command -v oha >/dev/null; then
+  log "installing oha (cargo install oha --locked)"
+  cargo install oha --locked
+fi
 
 # ---------------------------------------------------------------------------
 # 2. Build Plimsoll the way users run it: release mode.
@@ -158,69 +170,58 @@ done
 log "nginx pid $NGINX_PID on $URL (scratch dir $WORK)"
 
 # ---------------------------------------------------------------------------
-# Open mode: a pacing check rather than a race. At a fixed arrival rate the
-# interesting numbers are whether plimsoll sent what it planned, and how late
-# it sent (send lag) — a generator that falls behind hides latency.
-# ---------------------------------------------------------------------------
-if [[ "$MODE" == open ]]; then
-  log "open model: --rate $RATE --duration $DURATION"
-  rc=0
-  "$PLIMSOLL" load "$URL" --rate "$RATE" --duration "$DURATION" --json \
-    >"$WORK/open.json" 2>"$WORK/open.err" || rc=$?
-  # Exit codes 1 and 2 are verdicts (warning, critical), still a result.
-  if ((rc > 2)); then cat "$WORK/open.err" >&2; exit "$rc"; fi
-  python3 - "$WORK/open.json" "$RATE" <<'PY'
-import json, sys
-doc = json.load(open(sys.argv[1]))
-s = doc["stats"]
-it = s.get("iterations", {})
-lag = s.get("send_lag_ms", {})
-lat = s.get("latency_ms", {})
-def fmt(v, spec):
-    return format(v, spec) if isinstance(v, (int, float)) else "n/a"
-print(f"requested rate     {float(sys.argv[2]):10.1f} /s")
-print(f"offered rate       {fmt(s.get('offered_rps'), '10.1f')} /s")
-print(f"achieved rate      {fmt(s.get('rps'), '10.1f')} /s")
-print(f"iterations         {it.get('started', 'n/a')} started of {it.get('planned', 'n/a')} planned")
-print(f"requests / errors  {s.get('requests')} / {s.get('errors')}")
-print(f"send lag p99       {fmt(lag.get('p99'), '10.3f')} ms")
-print(f"latency p50 / p99  {fmt(lat.get('p50'), '.3f')} / {fmt(lat.get('p99'), '.3f')} ms")
-print(f"grade              {doc.get('grade')}")
-PY
-  exit 0
-fi
-
-# ---------------------------------------------------------------------------
-# 4. Closed model, plimsoll and wrk in alternation.
+# 4. The runs, tools in alternation.
 #
 # This machine is shared and noisy: a background job during one block of runs
-# would bias whichever tool ran then. Interleaving the two tools (and swapping
-# which goes first each round) spreads the noise over both, and the medians
-# below ignore the odd outlier round.
+# would bias whichever tool ran then. Interleaving the tools (and swapping
+# which goes first each round) spreads the noise over all of them, and the
+# medians below ignore the odd outlier round.
 # ---------------------------------------------------------------------------
 CSV="$WORK/results.csv"
-echo "round,tool,requests,errors,wall_s,user_s,sys_s,rps,requests_per_cpu_s" >"$CSV"
+echo "round,tool,rate,requests,errors,wall_s,user_s,sys_s,rss_kb,planned,lag_p50_ms,lag_p99_ms,lat_p50_ms,lat_p99_ms,load1" >"$CSV"
 
-# run_tool TOOL ROUND: run one generator under GNU time, append a CSV row.
-run_tool() {
-  local tool=$1 round=$2 out="$WORK/$1-$2.out" err="$WORK/$1-$2.err" tf="$WORK/$1-$2.time"
-  local rc=0 requests errors
-  # time -o keeps its line out of the tool's own stderr; %U %S are the CPU
-  # seconds of the generator process alone (nginx runs in another process).
-  case "$tool" in
-    plimsoll)
-      /usr/bin/time -o "$tf" -f '%U %S %e' \
-        "$PLIMSOLL" load "$URL" --concurrency "$CONNECTIONS" --duration "$DURATION" \
-        --workers "$THREADS" --json >"$out" 2>"$err" || rc=$?
-      # 1 and 2 are grades (warning/critical), not failures of the run.
-      if ((rc > 2)); then echo "plimsoll exited $rc:" >&2; cat "$err" >&2; exit 1; fi
-      read -r requests errors < <(python3 -c '
+# Reads requests, errors, planned arrivals, send lag and latency percentiles from
+# a plimsoll result document ("-" where a field does not apply).
+plimsoll_fields() {
+  python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["stats"]
-print(s["requests"], s["errors"])' "$out")
+lag = s.get("send_lag_ms") or {}
+lat = s.get("latency_ms") or {}
+planned = (s.get("iterations") or {}).get("planned")
+print(s["requests"], s["errors"], planned if planned is not None else "-",
+      lag.get("p50", "-"), lag.get("p99", "-"), lat.get("p50", "-"), lat.get("p99", "-"))' "$1"
+}
+
+# run_tool TOOL ROUND [RATE]: run one generator under GNU time, append a CSV row.
+#   plimsoll, wrk                closed model, CONNECTIONS connections, THREADS threads
+#   plimsoll-open, baseline-open --rate RATE, workers of plimsoll's choosing
+#   oha                          -q RATE on CONNECTIONS connections
+run_tool() {
+  local tool=$1 round=$2 rate=${3:-0}
+  local tag="$tool-$rate-$round"
+  local out="$WORK/$tag.out" err="$WORK/$tag.err" tf="$WORK/$tag.time"
+  local rc=0 requests errors planned="-" lag50="-" lag99="-" lat50="-" lat99="-" load1
+  read -r load1 _ </proc/loadavg
+  # time -o keeps its line out of the tool's own stderr; %U %S are the CPU
+  # seconds of the generator process alone (nginx runs in another process),
+  # %M its peak resident set in KiB.
+  case "$tool" in
+    plimsoll | plimsoll-open | baseline-open)
+      # The open model picks its own worker count (like oha its threads); the closed
+      # model gets THREADS, like wrk.
+      local bin="$PLIMSOLL" model=(--concurrency "$CONNECTIONS" --workers "$THREADS")
+      [[ "$tool" == baseline-open ]] && bin="$BASELINE"
+      [[ "$tool" != plimsoll ]] && model=(--rate "$rate")
+      /usr/bin/time -o "$tf" -f '%U %S %e %M' \
+        "$bin" load "$URL" "${model[@]}" --duration "$DURATION" \
+        --json >"$out" 2>"$err" || rc=$?
+      # 1 and 2 are grades (warning/critical), not failures of the run.
+      if ((rc > 2)); then echo "$tool exited $rc:" >&2; cat "$err" >&2; exit 1; fi
+      read -r requests errors planned lag50 lag99 lat50 lat99 < <(plimsoll_fields "$out")
       ;;
     wrk)
-      /usr/bin/time -o "$tf" -f '%U %S %e' \
+      /usr/bin/time -o "$tf" -f '%U %S %e %M' \
         wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" "$URL" >"$out" 2>"$err" || rc=$?
       if ((rc != 0)); then echo "wrk exited $rc:" >&2; cat "$out" "$err" >&2; exit 1; fi
       # "  123456 requests in 10.00s, 15.00MB read"; errors are socket errors
@@ -233,26 +234,55 @@ err = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", t)
 m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 print(req, err + (int(m.group(1)) if m else 0))' "$out")
       ;;
+    oha)
+      # --latency-correction measures from the planned send time, as plimsoll
+      # does in the open model.
+      /usr/bin/time -o "$tf" -f '%U %S %e %M' \
+        oha --no-tui --output-format json --latency-correction -z "$DURATION" \
+        -q "$rate" -c "$CONNECTIONS" "$URL" >"$out" 2>"$err" || rc=$?
+      if ((rc != 0)); then echo "oha exited $rc:" >&2; cat "$out" "$err" >&2; exit 1; fi
+      read -r requests errors lat50 lat99 < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution") or {}
+ok = sum(n for c, n in codes.items() if c.startswith(("2", "3")))
+bad = sum(codes.values()) - ok + sum((d.get("errorDistribution") or {}).values())
+p = d.get("latencyPercentiles") or {}
+ms = lambda v: v * 1000 if isinstance(v, (int, float)) else "-"
+print(sum(codes.values()), bad, ms(p.get("p50")), ms(p.get("p99")))' "$out")
+      ;;
   esac
+  if [[ "$tool" == oha || "$tool" == *-open ]]; then
+    [[ "$planned" == "-" ]] && planned=$(awk -v r="$rate" -v d="${DURATION%s}" 'BEGIN { printf "%d", r * d }')
+  fi
   # If the command failed, GNU time writes a "Command exited…" line first;
   # the numbers are always the last line.
-  local user sys wall
-  read -r user sys wall < <(tail -n 1 "$tf")
-  awk -v r="$round" -v t="$tool" -v n="$requests" -v e="$errors" \
-    -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN {
-      cpu = u + s
-      printf "%s,%s,%d,%d,%.2f,%.2f,%.2f,%.1f,%.1f\n", r, t, n, e, w, u, s,
-        (w > 0 ? n / w : 0), (cpu > 0 ? n / cpu : 0)
-    }' >>"$CSV"
+  local user sys wall rss
+  read -r user sys wall rss < <(tail -n 1 "$tf")
+  echo "$round,$tool,$rate,$requests,$errors,$wall,$user,$sys,$rss,$planned,$lag50,$lag99,$lat50,$lat99,$load1" >>"$CSV"
 }
 
 # Prints the rows of one round as an aligned table.
 print_round() {
-  awk -F, -v r="$1" '
-    $1 == r { printf "  %-9s %10d %7d %7.2f %7.2f %7.2f %11.1f %12.1f\n", $2, $3, $4, $5, $6, $7, $8, $9 }' "$CSV"
+  python3 - "$CSV" "$1" <<'PY'
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    if r["round"] != sys.argv[2]:
+        continue
+    n, cpu = int(r["requests"]), float(r["user_s"]) + float(r["sys_s"])
+    us = f"{cpu / n * 1e6:8.1f}" if n else "     n/a"
+    print(f"  {r['tool']:<14} {r['rate']:>6} {n:>9} {r['errors']:>6} {float(r['wall_s']):7.2f} "
+          f"{float(r['user_s']):6.2f} {float(r['sys_s']):6.2f} {us} {int(r['rss_kb']) / 1024:7.1f} "
+          f"{r['lag_p99_ms']:>8} {r['load1']:>6}")
+PY
 }
 
-log "closed model: $ROUNDS rounds x (plimsoll, wrk), $CONNECTIONS connections, $THREADS threads, $DURATION each"
+if [[ "$MODE" == open ]]; then
+  [[ -n "$BASELINE" && ! -x "$BASELINE" ]] && { echo "BASELINE=$BASELINE is not executable" >&2; exit 3; }
+  log "open model: $ROUNDS rounds x rates ($RATES) x (plimsoll, oha${BASELINE:+, baseline}) + closed reference, $DURATION each"
+else
+  log "closed model: $ROUNDS rounds x (plimsoll, wrk), $CONNECTIONS connections, $THREADS threads, $DURATION each"
+fi
 for round in $(seq "$ROUNDS"); do
   # Swap the order every round so neither tool always runs on a "fresh" or a
   # "tired" machine.
@@ -261,33 +291,100 @@ for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS: $tool"
     run_tool "$tool" "$round"
   done
+  if [[ "$MODE" == open ]]; then
+    if ((round % 2)); then order=(plimsoll-open oha); else order=(oha plimsoll-open); fi
+    [[ -n "$BASELINE" ]] && order+=(baseline-open)
+    for rate in $RATES; do
+      for tool in "${order[@]}"; do
+        log "round $round/$ROUNDS: $tool at $rate/s"
+        run_tool "$tool" "$round" "$rate"
+      done
+    done
+  fi
   echo
   echo "round $round"
-  printf '  %-9s %10s %7s %7s %7s %7s %11s %12s\n' tool requests errors wall_s user_s sys_s req/s req/cpu-s
+  printf '  %-14s %6s %9s %6s %7s %6s %6s %8s %7s %8s %6s\n' \
+    tool rate requests errors wall_s user_s sys_s cpu_us/r rss_MB lag_p99 load1
   print_round "$round"
 done
 
 # ---------------------------------------------------------------------------
-# 5. Summary: medians per tool and plimsoll/wrk ratios (> 1 means plimsoll is
-#    faster / cheaper).
+# 5. Summary: medians per tool (and rate), and ratios. In the closed summary
+#    plimsoll/wrk > 1 means plimsoll is faster / cheaper; in the open summary
+#    the ratios are of CPU per request, so < 1 means plimsoll is cheaper.
 # ---------------------------------------------------------------------------
 echo
-python3 - "$CSV" <<'PY'
+python3 - "$CSV" "$DURATION" <<'PY'
 import csv, statistics, sys
+from collections import defaultdict
 rows = list(csv.DictReader(open(sys.argv[1])))
-med = {}
-for tool in ("plimsoll", "wrk"):
-    rs = [r for r in rows if r["tool"] == tool]
-    med[tool] = (statistics.median(float(r["rps"]) for r in rs),
-                 statistics.median(float(r["requests_per_cpu_s"]) for r in rs))
-print(f"summary (medians over {len(rows) // 2} rounds)")
-print(f"  {'tool':<16} {'req/s':>11} {'req/cpu-s':>12}")
-for tool, (rps, rpc) in med.items():
-    print(f"  {tool:<16} {rps:11.1f} {rpc:12.1f}")
-p, w = med["plimsoll"], med["wrk"]
+duration = float(sys.argv[2].rstrip("s"))
+groups = defaultdict(list)
+for r in rows:
+    groups[(r["tool"], int(r["rate"]))].append(r)
+
+def med(rs, f):
+    vals = [v for v in (f(r) for r in rs) if v is not None]
+    return statistics.median(vals) if vals else None
+
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+def cpu(r):
+    return float(r["user_s"]) + float(r["sys_s"])
+
+def summary(rs):
+    return {
+        "rps": med(rs, lambda r: int(r["requests"]) / duration),
+        "rpc": med(rs, lambda r: int(r["requests"]) / cpu(r) if cpu(r) > 0 else None),
+        "us": med(rs, lambda r: cpu(r) / int(r["requests"]) * 1e6 if int(r["requests"]) else None),
+        "rss": med(rs, lambda r: int(r["rss_kb"]) / 1024),
+        "pace": med(rs, lambda r: int(r["requests"]) / num(r["planned"]) * 100 if num(r["planned"]) else None),
+        "lag50": med(rs, lambda r: num(r["lag_p50_ms"])),
+        "lag99": med(rs, lambda r: num(r["lag_p99_ms"])),
+        "lat50": med(rs, lambda r: num(r["lat_p50_ms"])),
+        "lat99": med(rs, lambda r: num(r["lat_p99_ms"])),
+        "load1": med(rs, lambda r: num(r["load1"])),
+    }
+
+def f(v, spec):
+    return format(v, spec) if v is not None else "-"
+
+stats = {k: summary(rs) for k, rs in groups.items()}
+rounds = max(int(r["round"]) for r in rows)
+print(f"summary (medians over {rounds} rounds; req/s = requests / {duration:g} s)")
+print(f"  {'tool':<14} {'rate':>6} {'req/s':>10} {'req/cpu-s':>10} {'cpu_us/req':>10} {'rss_MB':>7} "
+      f"{'sent/plan%':>10} {'lag_p50':>8} {'lag_p99':>8} {'lat_p50':>8} {'lat_p99':>8} {'load1':>6}")
+for (tool, rate), s in sorted(stats.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print(f"  {tool:<14} {rate:>6} {f(s['rps'], '10.1f')} {f(s['rpc'], '10.1f')} {f(s['us'], '10.2f')} "
+          f"{f(s['rss'], '7.1f')} {f(s['pace'], '10.2f')} {f(s['lag50'], '8.3f')} {f(s['lag99'], '8.3f')} "
+          f"{f(s['lat50'], '8.3f')} {f(s['lat99'], '8.3f')} {f(s['load1'], '6.2f')}")
+
 def ratio(a, b):
-    return f"{a / b:.3f}" if b else "n/a"
-print(f"  {'plimsoll/wrk':<16} {ratio(p[0], w[0]):>11} {ratio(p[1], w[1]):>12}")
+    return f"{a / b:.3f}" if a is not None and b else "n/a"
+
+closed, wrk = stats.get(("plimsoll", 0)), stats.get(("wrk", 0))
+if closed and wrk:
+    print()
+    print(f"  closed plimsoll/wrk: req/s {ratio(closed['rps'], wrk['rps'])}, "
+          f"req/cpu-s {ratio(closed['rpc'], wrk['rpc'])}, rss {ratio(closed['rss'], wrk['rss'])}")
+opens = sorted({rate for (tool, rate) in stats if tool == "plimsoll-open"})
+if opens:
+    print()
+    print("  open model, CPU per request as a ratio (< 1: plimsoll-open is cheaper):")
+    for rate in opens:
+        o = stats[("plimsoll-open", rate)]
+        parts = [f"vs closed {ratio(o['us'], closed['us']) if closed else 'n/a'}"]
+        if ("oha", rate) in stats:
+            parts.append(f"vs oha {ratio(o['us'], stats[('oha', rate)]['us'])}")
+        if ("baseline-open", rate) in stats:
+            parts.append(f"vs baseline {ratio(o['us'], stats[('baseline-open', rate)]['us'])}")
+        if wrk:
+            parts.append(f"rss vs wrk {ratio(o['rss'], wrk['rss'])}")
+        print(f"    {rate:>6}/s  " + ", ".join(parts))
 PY
 
 if [[ "${SAVE:-0}" == 1 ]]; then

@@ -9,6 +9,7 @@ pub mod choice;
 pub mod flow;
 pub mod h1;
 pub mod http;
+mod pacer;
 pub mod plan;
 pub mod recorder;
 pub mod sign;
@@ -30,6 +31,11 @@ pub use template::Generators;
 pub use trace::{ClientSpan, TraceContext};
 
 use crate::config::{LoadConfig, TargetConfig};
+
+/// Arrivals per second one worker paces comfortably (bench/README.md: a plain GET to a fast
+/// target costs it a few tens of microseconds of CPU at most): the open model's default worker
+/// count is its peak rate over this, at most one per core.
+const OPEN_RATE_PER_WORKER: f64 = 10_000.0;
 
 /// How iterations are started.
 #[derive(Debug, Clone)]
@@ -114,8 +120,16 @@ impl LoadSpec {
         } else {
             load.workers as usize
         };
-        if let Model::Closed(c) = &model {
-            workers = workers.min(c.concurrency.max(1) as usize);
+        match &model {
+            Model::Closed(c) => workers = workers.min(c.concurrency.max(1) as usize),
+            // Unless told, an open model takes only the workers its peak rate needs: fewer
+            // workers each see arrivals closer together, so more of them share a wake-up.
+            Model::Open { plan, shard } if load.workers == 0 => {
+                let per_process = plan.peak_rps() / shard.count as f64;
+                let needed = (per_process / OPEN_RATE_PER_WORKER).ceil() as usize;
+                workers = workers.min(needed.max(1));
+            }
+            Model::Open { .. } => {}
         }
         Ok(LoadSpec {
             model,

@@ -114,6 +114,18 @@ impl ArrivalPlan {
         phase.start + Duration::from_secs_f64(within)
     }
 
+    /// Highest planned rate of any phase, in arrivals per second; a burst counts as its whole
+    /// count at once.
+    pub fn peak_rps(&self) -> f64 {
+        self.phases
+            .iter()
+            .map(|p| match p.kind {
+                PhaseKind::Rate { from, to } => from.max(to),
+                PhaseKind::Burst => p.count as f64 * 1000.0,
+            })
+            .fold(0.0, f64::max)
+    }
+
     /// Planned arrivals per second over the whole plan.
     pub fn offered_rps(&self) -> f64 {
         let d = self.duration.as_secs_f64();
@@ -246,6 +258,17 @@ mod tests {
         // Rate at t≈9.5 s is 5 + 45·0.95 ≈ 47.75/s.
         let n = in_window(9.0, 10.0) as f64;
         assert!((n - 47.75).abs() <= 2.0, "{n}");
+    }
+
+    #[test]
+    fn peak_rate_is_the_busiest_phase() {
+        let p = ArrivalPlan::from_phases(&[
+            phase(10, Some(5.0), Some(50.0), None),
+            phase(10, Some(80.0), Some(20.0), None),
+        ]);
+        assert!((p.peak_rps() - 80.0).abs() < 1e-9);
+        let b = ArrivalPlan::from_phases(&[phase(1, None, None, Some(100))]);
+        assert!(b.peak_rps() >= 100_000.0);
     }
 
     #[test]

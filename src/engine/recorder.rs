@@ -69,6 +69,18 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
 }
 
+/// A worker's histogram: the same precision as [`new_histogram`], but it starts covering
+/// about 16 ms and grows (a reallocation, a few times per run at most) only as far as the
+/// largest value recorded, never past [`MAX_MICROS`] since every record is clamped there.
+/// A full-range histogram is 188 KiB of counts; a worker holds three per step, most of which
+/// never see a value above a few hundred milliseconds.
+fn worker_histogram() -> Histogram<u64> {
+    let mut h =
+        Histogram::new_with_bounds(1, 16_384, 3).expect("static histogram bounds are valid");
+    h.auto(true);
+    h
+}
+
 /// Latency of one step's requests that ended the same way: the same status code (none when
 /// no response came) and the same error kind (none when the request succeeded). OTLP's
 /// `http.response.status_code` and `error.type` attributes need this finer split.
@@ -133,8 +145,8 @@ pub struct StepRecord {
 impl StepRecord {
     fn new() -> Self {
         StepRecord {
-            latency: new_histogram(),
-            service: new_histogram(),
+            latency: worker_histogram(),
+            service: worker_histogram(),
             requests: 0,
             status_classes: [0; 6],
             errors: [0; ErrorKind::ALL.len()],
@@ -196,8 +208,15 @@ impl Recorder {
             iterations_failed: 0,
             dropped: 0,
             error_samples: Default::default(),
-            send_lag: new_histogram(),
+            send_lag: worker_histogram(),
         }
+    }
+
+    /// Records how late a request went out behind its planned time (open model).
+    #[inline]
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        let us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        record(&mut self.send_lag, us);
     }
 
     /// Records one finished request.
@@ -212,9 +231,9 @@ impl Recorder {
         bytes: u64,
     ) {
         let s = &mut self.steps[step];
-        let latency_us = micros(latency);
-        s.latency.saturating_record(latency_us);
-        s.service.saturating_record(micros(service));
+        let latency_us = micros(latency).min(MAX_MICROS);
+        record(&mut s.latency, latency_us);
+        record(&mut s.service, micros(service));
         s.requests += 1;
         s.bytes += bytes;
         s.status_classes[class_index(status)] += 1;
@@ -283,6 +302,15 @@ impl Recorder {
     }
 }
 
+/// Records a value in a [`worker_histogram`], growing it if needed. Not `saturating_record`:
+/// that clamps to the histogram's current top instead of growing it. Clamped to
+/// [`MAX_MICROS`] here instead, so a histogram never grows past the full range; a `u64` count
+/// does not overflow in practice, so the only error left (an allocation failure) is ignored.
+#[inline]
+fn record(h: &mut Histogram<u64>, us: u64) {
+    let _ = h.record(us.min(MAX_MICROS));
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -322,6 +350,23 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_histograms_grow_only_as_far_as_needed_and_clamp_at_an_hour() {
+        let mut r = Recorder::new(1);
+        let ms = Duration::from_millis;
+        r.request(0, ms(5), ms(5), Some(200), None, 0);
+        r.record_send_lag(Duration::ZERO);
+        assert!(r.steps[0].latency.high() < 100_000, "starts small");
+        r.request(0, Duration::from_secs(7200), ms(5), Some(200), None, 0);
+        let h = &r.steps[0].latency;
+        assert_eq!(h.max(), h.highest_equivalent(MAX_MICROS));
+        assert_eq!(r.send_lag.min(), 0);
+        // A full-range histogram takes the worker's in a merge.
+        let mut total = Recorder::new(1);
+        total.merge(&r);
+        assert_eq!(total.total_latency().len(), 2);
+    }
 
     #[test]
     fn merge_adds_counts_and_keeps_percentiles() {

@@ -1,23 +1,23 @@
 //! Worker threads: one current-thread runtime each, running the open or the closed model.
 //!
-//! In the open model a pacer thread releases arrivals at their planned times (a thread sleep
-//! is precise to a tenth of a millisecond, where tokio's timer wheel rounds to whole
-//! milliseconds) by bumping a per-worker counter; a worker computes each arrival's planned time
-//! itself from its index, so nothing per request crosses threads but that counter. Latency is
-//! measured from the planned time, so a stalled target shows up instead of silently slowing
-//! the plan (coordinated omission).
+//! In the open model each worker paces its own share of the arrival plan on its own runtime
+//! ([`super::pacer`]): nothing crosses threads per arrival. A user from the worker's pool sends
+//! each arrival, and latency is measured from the arrival's planned time, so a stalled target
+//! shows up instead of silently slowing the plan (coordinated omission).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Notify;
-
 use super::flow::{Flow, FlowStep, Kept};
 use super::http::{Conn, ErrorKind, RequestError};
+use super::pacer::{
+    wait_until, yield_local, Arrivals, Mailbox, PreciseTimer, BATCH_WINDOW, STOP_POLL,
+};
 use super::plan::{ArrivalPlan, ClosedPlan, Shard};
 use super::recorder::{Progress, Recorder};
 use super::step::Scratch;
@@ -28,13 +28,14 @@ use super::{LoadOutcome, LoadSpec, Model};
 /// with connection attempts in a tight loop.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Releases of one worker's arrivals by the pacer.
-#[derive(Default)]
-struct Gate {
-    released: AtomicU64,
-    closed: AtomicBool,
-    notify: Notify,
-}
+/// How late the open model's worker must be for an arrival before it stops opening a new
+/// connection for it when no user is idle (see `open_loop`). Far above scheduling noise, far
+/// below what it takes to pile up thousands of connections.
+const OVERDUE: Duration = Duration::from_millis(10);
+
+/// Shortest period of the open model's sentinel timer (see `open_loop`), so a tiny request
+/// timeout does not make it fire often.
+const SENTINEL_MIN: Duration = Duration::from_millis(10);
 
 pub(super) fn run(
     spec: Arc<LoadSpec>,
@@ -42,15 +43,13 @@ pub(super) fn run(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<LoadOutcome> {
     let workers = spec.workers;
-    let gates: Arc<Vec<Gate>> = Arc::new((0..workers).map(|_| Gate::default()).collect());
     // A short head start lets every thread build its runtime before the first arrival is due.
     let start = Instant::now() + Duration::from_millis(5);
     let started_at = SystemTime::now() + Duration::from_millis(5);
 
     let mut handles = Vec::with_capacity(workers);
     for id in 0..workers {
-        let (spec, progress, stop, gates) =
-            (spec.clone(), progress.clone(), stop.clone(), gates.clone());
+        let (spec, progress, stop) = (spec.clone(), progress.clone(), stop.clone());
         let h = std::thread::Builder::new()
             .name(format!("plimsoll-worker-{id}"))
             .spawn(
@@ -63,9 +62,7 @@ pub(super) fn run(
                     let w = worker.clone();
                     local.block_on(&rt, async move {
                         match &w.spec.model {
-                            Model::Open { plan, shard } => {
-                                open_loop(&w, &gates[id], plan, *shard, start).await
-                            }
+                            Model::Open { plan, shard } => open_loop(&w, plan, *shard, start).await,
                             Model::Closed(c) => closed_loop(&w, c, start).await,
                         }
                     });
@@ -80,18 +77,6 @@ pub(super) fn run(
             )?;
         handles.push(h);
     }
-
-    let pacer = match &spec.model {
-        Model::Open { plan, shard } => {
-            let (plan, shard, gates, stop) = (plan.clone(), *shard, gates.clone(), stop.clone());
-            Some(
-                std::thread::Builder::new()
-                    .name("plimsoll-pacer".into())
-                    .spawn(move || pace(&plan, shard, start, &gates, &stop))?,
-            )
-        }
-        Model::Closed(_) => None,
-    };
 
     let mut total = Recorder::new(spec.steps.len());
     let mut last_end = start;
@@ -109,9 +94,6 @@ pub(super) fn run(
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some(std::io::Error::other("a load worker panicked")),
         }
-    }
-    if let Some(p) = pacer {
-        let _ = p.join();
     }
     if let Some(e) = failure {
         return Err(e);
@@ -141,44 +123,6 @@ pub(super) fn run(
             .collect(),
         client_spans,
     })
-}
-
-/// The pacer: releases each arrival to its worker at the planned time.
-fn pace(plan: &ArrivalPlan, shard: Shard, start: Instant, gates: &[Gate], stop: &AtomicBool) {
-    let n = shard.len(plan.total);
-    let w = gates.len() as u64;
-    let mut released = vec![0u64; gates.len()];
-    let mut touched = vec![false; gates.len()];
-    let mut k = 0u64;
-    while k < n && !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        while k < n && start + plan.offset_of(shard.global(k)) <= now {
-            let i = (k % w) as usize;
-            released[i] += 1;
-            touched[i] = true;
-            k += 1;
-        }
-        for (i, g) in gates.iter().enumerate() {
-            if std::mem::take(&mut touched[i]) {
-                g.released.store(released[i], Ordering::Release);
-                g.notify.notify_one();
-            }
-        }
-        if k < n {
-            let next = start + plan.offset_of(shard.global(k));
-            // Wake at least every 50 ms so a stop request is noticed promptly.
-            let wait = next
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(50));
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
-            }
-        }
-    }
-    for g in gates {
-        g.closed.store(true, Ordering::Release);
-        g.notify.notify_one();
-    }
 }
 
 /// One virtual user's state: its connections (one slot per endpoint) and reusable buffers.
@@ -217,10 +161,8 @@ struct Worker {
     addrs: RefCell<Vec<Option<Arc<[SocketAddr]>>>>,
     /// The worker's shared HTTP/2 connection per endpoint.
     h2: RefCell<Vec<Option<Conn>>>,
-    /// Idle users of the open model, kept with their open connections for reuse.
-    idle: RefCell<Vec<Vu>>,
+    /// Open-model arrivals being sent or answered.
     in_flight: Cell<u32>,
-    drained: Notify,
     last_end: Cell<Option<Instant>>,
     /// Picks the requests that carry a `traceparent` and keeps their records.
     sampler: RefCell<Option<Sampler>>,
@@ -234,9 +176,7 @@ impl Worker {
             recorder: RefCell::new(Recorder::new(spec.steps.len())),
             addrs: RefCell::new(vec![None; n]),
             h2: RefCell::new((0..n).map(|_| None).collect()),
-            idle: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
-            drained: Notify::new(),
             last_end: Cell::new(None),
             sampler: RefCell::new(
                 spec.trace
@@ -344,8 +284,7 @@ impl Worker {
             Some(p) => {
                 self.recorder
                     .borrow_mut()
-                    .send_lag
-                    .saturating_record(sent.saturating_duration_since(p).as_micros() as u64);
+                    .record_send_lag(sent.saturating_duration_since(p));
                 p
             }
             None => sent,
@@ -517,48 +456,128 @@ impl Worker {
     }
 }
 
-async fn open_loop(w: &Rc<Worker>, gate: &Gate, plan: &ArrivalPlan, shard: Shard, start: Instant) {
-    let workers = w.spec.workers as u64;
+async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Instant) {
     let cap = w.spec.max_in_flight.div_ceil(w.spec.workers as u32).max(1);
-    let mut j = 0u64;
-    'outer: loop {
-        let released = gate.released.load(Ordering::Acquire);
-        while j < released {
+    let mut arrivals = Arrivals::new(plan, shard, w.id, w.spec.workers, start);
+    let timer = PreciseTimer::new();
+    // Users are made only when none is idle, so the pool and `users` stop growing once they
+    // cover the peak in flight (at most `cap`); nothing per arrival is allocated after that.
+    let pool: Rc<UserPool> = Rc::default();
+    let mut users = Vec::new();
+    // tokio's timer wakes its own event loop (a write to an eventfd) whenever a timer is
+    // added that is due before every timer it holds, which each request's timeout is when
+    // nothing else is in flight: a syscall per arrival at low rates. This timer is always due
+    // sooner than any new timeout, so adding one never needs that wake-up.
+    let sentinel_period = (w.spec.timeout / 2).max(SENTINEL_MIN);
+    let sentinel = tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(sentinel_period).await;
+        }
+    });
+    // When the last wake-up released arrivals; the first may go out at once.
+    let mut released = start.checked_sub(BATCH_WINDOW).unwrap_or(start);
+    let mut let_users_finish = false;
+    'pace: while let Some(next) = arrivals.peek() {
+        let now = Instant::now();
+        if next > now {
             if w.stopped() {
-                break 'outer;
+                break;
             }
-            let k = j * workers + w.id as u64;
-            j += 1;
+            let wake = next.max(released + BATCH_WINDOW).min(now + STOP_POLL);
+            wait_until(timer.as_ref(), wake).await;
+            continue;
+        }
+        if pool.idle.borrow().is_empty() && w.in_flight.get() > 0 && !let_users_finish {
+            // Users whose responses came in with this wake-up run after the pacer: let them
+            // finish first, so they take these arrivals on their open connections instead of
+            // new users opening new ones (a spiral of connections when the worker falls behind).
+            let_users_finish = true;
+            yield_local().await;
+            continue;
+        }
+        let_users_finish = false;
+        released = now;
+        // Everything due by now goes out from this one wake-up, each timed from its own plan.
+        while let Some(planned) = arrivals.take_due(now) {
+            if w.stopped() {
+                break 'pace;
+            }
             if w.in_flight.get() >= cap {
                 w.recorder.borrow_mut().dropped += 1;
                 continue;
             }
-            let planned = start + plan.offset_of(shard.global(k));
-            w.in_flight.set(w.in_flight.get() + 1);
+            let busy = w.in_flight.get();
+            w.in_flight.set(busy + 1);
             w.recorder.borrow_mut().iterations_started += 1;
-            let wk = w.clone();
-            tokio::task::spawn_local(async move {
-                let mut vu = wk.idle.borrow_mut().pop().unwrap_or_else(|| wk.new_vu());
-                let r = wk.iteration(&mut vu, Some(planned)).await;
-                wk.finish_iteration(&r);
-                wk.idle.borrow_mut().push(vu);
-                let left = wk.in_flight.get() - 1;
-                wk.in_flight.set(left);
-                if left == 0 {
-                    wk.drained.notify_one();
+            let user = pool.idle.borrow_mut().pop();
+            match user {
+                Some(mailbox) => mailbox.deliver(planned),
+                // The worker itself has fallen behind (starved of CPU, not slowed by the
+                // target): a new user per overdue arrival would open a connection each, and
+                // connecting costs more CPU, so the worker falls further behind and the target
+                // ends up refusing connections. Overdue arrivals wait for the next user to
+                // finish instead; their latency still counts from their planned time.
+                None if busy > 0 && now.saturating_duration_since(planned) > OVERDUE => {
+                    pool.overdue.borrow_mut().push_back(planned);
                 }
-            });
+                None => {
+                    let mailbox = Rc::new(Mailbox::default());
+                    mailbox.deliver(planned);
+                    let task = open_user(w.clone(), mailbox.clone(), pool.clone());
+                    users.push((mailbox, tokio::task::spawn_local(task)));
+                }
+            }
         }
-        if gate.closed.load(Ordering::Acquire) && j >= gate.released.load(Ordering::Acquire) {
-            break;
-        }
-        gate.notify.notified().await;
     }
-    while w.in_flight.get() > 0 {
-        w.drained.notified().await;
+    if w.stopped() {
+        // Stopped: overdue arrivals that no user took never start.
+        let n = pool.overdue.borrow_mut().drain(..).count();
+        w.in_flight.set(w.in_flight.get() - n as u32);
+        w.recorder.borrow_mut().iterations_started -= n as u64;
     }
-    // Close idle connections before the runtime goes away.
-    w.idle.borrow_mut().clear();
+    // Users finish what they were given (and what is overdue), then see the closed mailbox
+    // and end, dropping their connections before the runtime goes away.
+    for (mailbox, _) in &users {
+        mailbox.close();
+    }
+    for (_, task) in users {
+        let _ = task.await;
+    }
+    sentinel.abort();
+}
+
+/// One user of the open model: sends each arrival its mailbox gets, on its own connections.
+/// The open model's users of one worker.
+#[derive(Default)]
+struct UserPool {
+    /// Idle users, most recently finished last: reusing it first keeps the fewest connections
+    /// open and the warmest one in use.
+    idle: RefCell<Vec<Rc<Mailbox>>>,
+    /// Planned times of arrivals released when the worker was already [`OVERDUE`] for them and
+    /// no user was idle: the next user to finish takes them, oldest first.
+    overdue: RefCell<VecDeque<Instant>>,
+}
+
+/// One user of the open model: sends each arrival its mailbox gets, then any overdue ones,
+/// on its own connections.
+async fn open_user(w: Rc<Worker>, mailbox: Rc<Mailbox>, pool: Rc<UserPool>) {
+    let mut vu = w.new_vu();
+    let mut next = mailbox.next().await;
+    while let Some(planned) = next {
+        let r = w.iteration(&mut vu, Some(planned)).await;
+        w.finish_iteration(&r);
+        w.in_flight.set(w.in_flight.get() - 1);
+        // Bound first: a borrow held across the await below would still be held when the
+        // pacer next queues an arrival.
+        let overdue = pool.overdue.borrow_mut().pop_front();
+        next = match overdue {
+            Some(p) => Some(p),
+            None => {
+                pool.idle.borrow_mut().push(mailbox.clone());
+                mailbox.next().await
+            }
+        };
+    }
 }
 
 async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
