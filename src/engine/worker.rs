@@ -28,6 +28,9 @@ use super::{LoadOutcome, LoadSpec, Model};
 /// with connection attempts in a tight loop.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
+/// How often a worker's stop watch looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
 /// Releases of one worker's arrivals by the pacer.
 #[derive(Default)]
 struct Gate {
@@ -61,6 +64,8 @@ pub(super) fn run(
                     let local = tokio::task::LocalSet::new();
                     let worker = Rc::new(Worker::new(id, spec, progress, stop));
                     let w = worker.clone();
+                    let watch = worker.clone();
+                    local.spawn_local(async move { watch.stop_watch().await });
                     local.block_on(&rt, async move {
                         match &w.spec.model {
                             Model::Open { plan, shard } => {
@@ -221,6 +226,9 @@ struct Worker {
     idle: RefCell<Vec<Vu>>,
     in_flight: Cell<u32>,
     drained: Notify,
+    /// Woken once the stop flag is set (by the worker's stop watch): every iteration in
+    /// flight races it, so a stopped run never waits for a target's answer.
+    halt: Notify,
     last_end: Cell<Option<Instant>>,
     /// Picks the requests that carry a `traceparent` and keeps their records.
     sampler: RefCell<Option<Sampler>>,
@@ -237,6 +245,7 @@ impl Worker {
             idle: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
             drained: Notify::new(),
+            halt: Notify::new(),
             last_end: Cell::new(None),
             sampler: RefCell::new(
                 spec.trace
@@ -251,6 +260,30 @@ impl Worker {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Polls the stop flag and wakes every iteration in flight once it is set. One timer per
+    /// worker thread, not one per request: the hot path only registers on `halt`.
+    async fn stop_watch(&self) {
+        while !self.stopped() {
+            tokio::time::sleep(STOP_POLL).await;
+        }
+        self.halt.notify_waiters();
+    }
+
+    /// Runs `work` unless the run is stopped first: `None` means it was abandoned (an
+    /// iteration's connection is dropped with it, never reused).
+    async fn unless_stopped<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        // Registered before the flag is read, so a stop between the two is not missed.
+        let halted = self.halt.notified();
+        if self.stopped() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            r = work => Some(r),
+            () = halted => None,
+        }
     }
 
     fn new_vu(&self) -> Vu {
@@ -539,9 +572,16 @@ async fn open_loop(w: &Rc<Worker>, gate: &Gate, plan: &ArrivalPlan, shard: Shard
             let wk = w.clone();
             tokio::task::spawn_local(async move {
                 let mut vu = wk.idle.borrow_mut().pop().unwrap_or_else(|| wk.new_vu());
-                let r = wk.iteration(&mut vu, Some(planned)).await;
-                wk.finish_iteration(&r);
-                wk.idle.borrow_mut().push(vu);
+                match wk
+                    .unless_stopped(wk.iteration(&mut vu, Some(planned)))
+                    .await
+                {
+                    Some(r) => {
+                        wk.finish_iteration(&r);
+                        wk.idle.borrow_mut().push(vu);
+                    }
+                    None => wk.recorder.borrow_mut().abandoned += 1,
+                }
                 let left = wk.in_flight.get() - 1;
                 wk.in_flight.set(left);
                 if left == 0 {
@@ -567,8 +607,11 @@ async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
     for v in (w.id as u32..plan.concurrency).step_by(workers as usize) {
         let (wk, plan) = (w.clone(), plan.clone());
         users.push(tokio::task::spawn_local(async move {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v)))
-                .await;
+            let ramp =
+                tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v)));
+            if wk.unless_stopped(ramp).await.is_none() {
+                return;
+            }
             let deadline = plan.duration.map(|d| start + d);
             let mut vu = wk.new_vu();
             let mut done = 0u64;
@@ -580,7 +623,10 @@ async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
                     break;
                 }
                 wk.recorder.borrow_mut().iterations_started += 1;
-                let r = wk.iteration(&mut vu, None).await;
+                let Some(r) = wk.unless_stopped(wk.iteration(&mut vu, None)).await else {
+                    wk.recorder.borrow_mut().abandoned += 1;
+                    break;
+                };
                 wk.finish_iteration(&r);
                 done += 1;
                 if matches!(r, Err(ErrorKind::Connect | ErrorKind::Tls)) {

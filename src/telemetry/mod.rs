@@ -12,7 +12,7 @@ pub mod otlp;
 mod otlp_export;
 mod quantiles;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -136,6 +136,9 @@ pub struct Telemetry {
     error_ratio: Family<ProbeLabels, GaugeF>,
     race_rounds: Family<OutcomeLabels, Counter>,
     otlp_dropped: Family<SignalLabels, Counter>,
+    result_write_failures: Counter,
+    /// Bumped by every event that changes the series: lets an endpoint reuse an encoding.
+    generation: AtomicU64,
     /// OTLP pipelines, when configured.
     otlp: Option<otlp::Otlp>,
     // Families of probe kinds and stores still to come; registered now so that the names
@@ -179,6 +182,8 @@ impl Telemetry {
             error_ratio: Family::default(),
             race_rounds: Family::default(),
             otlp_dropped: Family::default(),
+            result_write_failures: Counter::default(),
+            generation: AtomicU64::new(0),
             otlp: None,
             breaking_point: Family::default(),
             fault_recovery: Family::default(),
@@ -290,6 +295,11 @@ impl Telemetry {
             "Spans and metric streams lost to OTLP export (queue full, collector down or slow), by signal",
             t.otlp_dropped.clone(),
         );
+        r.register(
+            "result_write_failures",
+            "Result documents that could not be written into report.dir (disk full, permissions)",
+            t.result_write_failures.clone(),
+        );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabels {
@@ -353,6 +363,11 @@ impl Telemetry {
 
     /// Updates every series a finished run feeds.
     pub fn record_run(&self, r: &ProbeResult, ended_unix_s: f64) {
+        self.record_run_series(r, ended_unix_s);
+        self.changed();
+    }
+
+    fn record_run_series(&self, r: &ProbeResult, ended_unix_s: f64) {
         let probe = ProbeLabels {
             probe: r.probe.as_str().into(),
         };
@@ -441,6 +456,22 @@ impl Telemetry {
         }
     }
 
+    /// Counts a result document that could not be written.
+    pub fn record_result_write_failure(&self) {
+        self.result_write_failures.inc();
+        self.changed();
+    }
+
+    /// A number that changes whenever a recorded event changed the series (the OTLP drop
+    /// counters excepted: they move on their own).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Counts a scheduled run that did not start.
     pub fn record_skip(&self, probe: &str, reason: SkipReason) {
         self.probe_skipped
@@ -449,6 +480,7 @@ impl Telemetry {
                 reason: reason.as_str().into(),
             })
             .inc();
+        self.changed();
     }
 
     /// Drops the last-run gauges of a probe that left the configuration (counters stay, as
@@ -469,6 +501,7 @@ impl Telemetry {
         self.probe_success.remove(&l);
         self.probe_grade.remove(&l);
         self.latency.remove(probe);
+        self.changed();
     }
 
     /// The exposition in the OpenMetrics text format (what Prometheus asks for first).
