@@ -171,6 +171,7 @@ pub fn execute(cli: Cli) -> Exit {
 /// Writes to stdout, ignoring a closed pipe (`plimsoll load … --json | head` must not panic).
 pub(crate) fn stdout(text: &str) {
     use std::io::Write as _;
+    let text = crate::report::terminal::escape_block(text);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }

@@ -48,7 +48,7 @@ pub fn once(a: OnceArgs) -> Exit {
     let mut code = Exit::worst(results.iter().map(|r| r.grade));
     if let Some(out) = &a.out {
         if let Err(e) = report::write_json_lines(out, &results) {
-            eprintln!("cannot write results to {}: {e}", out.display());
+            eprintln!("cannot write the results: {e}");
             code = code.max(Exit::Usage);
         }
     } else if !cfg.report.dir.is_empty() {
@@ -59,7 +59,7 @@ pub fn once(a: OnceArgs) -> Exit {
                 }
             }
             Err(e) => {
-                eprintln!("cannot write results into {}: {e}", cfg.report.dir);
+                eprintln!("cannot write the results: {e}");
                 code = code.max(Exit::Usage);
             }
         }

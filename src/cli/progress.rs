@@ -1,4 +1,5 @@
-//! The terminal side of a run: Ctrl-C handling and the live progress line on stderr.
+//! The terminal side of a run: Ctrl-C and SIGTERM handling and the live progress line on
+//! stderr.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,22 +11,40 @@ use crate::engine::Progress;
 use crate::probe::{run_probe, RunContext};
 use crate::report::ProbeResult;
 
-/// A flag set by Ctrl-C: the running probe stops and reports what it measured so far.
+/// A flag set by Ctrl-C or SIGTERM: the running probe stops and reports what it measured so
+/// far (within a second: the stop contract), and its result is written as usual.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return stop;
+    };
+    // Installed here, before the caller starts any probe, so that a signal sent right after
+    // start is already ours (the default action would end the process and lose the results).
+    let (int, term) = {
+        let _in_rt = rt.enter();
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    let (Ok(mut int), Ok(mut term)) = (int, term) else {
+        return stop;
+    };
     let _ = std::thread::Builder::new()
         .name("plimsoll-signal".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\ninterrupted: finishing requests in flight");
+                let why = tokio::select! {
+                    r = int.recv() => r.map(|()| "interrupted"),
+                    r = term.recv() => r.map(|()| "SIGTERM"),
+                };
+                if let Some(why) = why {
+                    eprintln!("\n{why}: stopping, keeping what was measured");
                     flag.store(true, Ordering::Relaxed);
                 }
             });
@@ -90,5 +109,6 @@ fn draw_progress(name: &str, p: &Progress, elapsed: Duration, expected: Option<D
         }
         _ => format!("{secs:>6.1}s"),
     };
+    let name = crate::report::terminal::escape_name(name);
     eprint!("\r\x1b[2K{name} {bar}  {req} req  {err} err  {rps:.0} rps");
 }

@@ -95,19 +95,6 @@ impl ProbeSpec {
         }
     }
 
-    /// The longest a single exchange of this kind may take (its request or query timeout):
-    /// what a stopped run may still wait for before it returns.
-    pub fn exchange_timeout(&self) -> std::time::Duration {
-        match self {
-            ProbeSpec::Load(l) => l.timeout.as_duration(),
-            ProbeSpec::Race(r) => r.timeout.as_duration(),
-            ProbeSpec::Benchmark(b) => b.timeout.as_duration(),
-            ProbeSpec::Redis(r) => r.timeout.as_duration(),
-            ProbeSpec::Pubsub(p) => p.timeout.as_duration(),
-            ProbeSpec::Sql(s) => s.timeout.as_duration(),
-        }
-    }
-
     /// Reads the kind's table. Errors carry the path inside the table.
     fn from_value(kind: Kind, v: Value) -> Result<ProbeSpec, PathError> {
         Ok(match kind {

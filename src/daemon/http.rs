@@ -3,6 +3,11 @@
 //!
 //! `/healthz` answers whether this process and its scheduler loop are alive; it never looks at
 //! targets or dependencies, so a target outage cannot get the daemon restarted.
+//!
+//! The endpoints run on their own runtime and threads ([`start`]), never on the scheduler's:
+//! a scrape flood must not delay a probe's start. Encoding `/metrics` and the probe listing
+//! costs CPU in proportion to the probes, so it goes on blocking threads and an encoding is
+//! reused until the series change; `/healthz` and `/readyz` answer from the async workers.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -22,8 +27,35 @@ use super::Shared;
 /// The scheduler loop goes round at least once a second; this much silence means it is stuck.
 const HEARTBEAT_LIMIT: Duration = Duration::from_secs(15);
 
+/// Worker threads of the endpoints' runtime: enough that `/healthz` is not queued behind a
+/// scrape, few enough to leave the cores to probes.
+const HTTP_WORKERS: usize = 2;
+
+/// How long an encoding of `/metrics` is reused while nothing was recorded (the OTLP drop
+/// counters move without a recorded event; they are at most this stale).
+const METRICS_REUSE: Duration = Duration::from_secs(1);
+
+/// Serves the endpoints on a runtime of their own, on threads of their own, until the process
+/// exits. `listener` must be non-blocking.
+pub fn start(listener: std::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(HTTP_WORKERS)
+        .max_blocking_threads(HTTP_WORKERS)
+        .thread_name("plimsoll-http")
+        .enable_all()
+        .build()?;
+    let listener = {
+        let _in_rt = rt.enter();
+        TcpListener::from_std(listener)?
+    };
+    std::thread::Builder::new()
+        .name("plimsoll-http".into())
+        .spawn(move || rt.block_on(serve(listener, shared)))?;
+    Ok(())
+}
+
 /// Accepts connections until the process exits.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -38,7 +70,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&req, &shared)) }
+                async move { Ok::<_, Infallible>(route(&req, &shared).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .header_read_timeout(Duration::from_secs(10))
@@ -66,7 +98,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     reply(status, "text/plain; charset=utf-8", body)
 }
 
-fn route(req: &Request<Incoming>, shared: &Shared) -> Reply {
+async fn route(req: &Request<Incoming>, shared: &Arc<Shared>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         r.headers_mut()
@@ -106,23 +138,27 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Reply {
                         .iter()
                         .filter_map(|v| v.to_str().ok())
                         .any(|v| v.contains("application/openmetrics-text"));
-                    if wants_om {
-                        reply(
-                            StatusCode::OK,
-                            crate::telemetry::OPENMETRICS_CONTENT_TYPE,
-                            shared.telemetry.encode_openmetrics(),
-                        )
+                    let content_type = if wants_om {
+                        crate::telemetry::OPENMETRICS_CONTENT_TYPE
                     } else {
-                        reply(
-                            StatusCode::OK,
-                            crate::telemetry::TEXT_CONTENT_TYPE,
-                            shared.telemetry.encode_text(),
-                        )
+                        crate::telemetry::TEXT_CONTENT_TYPE
+                    };
+                    let s = shared.clone();
+                    match tokio::task::spawn_blocking(move || s.metrics_body(wants_om)).await {
+                        Ok(body) => reply(StatusCode::OK, content_type, body),
+                        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
                     }
                 }
                 "/api/v1/probes" => {
-                    let body = serde_json::json!({ "probes": shared.probes() });
-                    reply(StatusCode::OK, "application/json", body.to_string())
+                    let s = shared.clone();
+                    let body = tokio::task::spawn_blocking(move || {
+                        serde_json::json!({ "probes": s.probes() }).to_string()
+                    })
+                    .await;
+                    match body {
+                        Ok(body) => reply(StatusCode::OK, "application/json", body),
+                        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+                    }
                 }
                 _ => reply(
                     StatusCode::OK,
@@ -135,13 +171,45 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Reply {
     }
 }
 
+/// The last encodings of `/metrics`, one per format, with the series generation and time.
+#[derive(Default)]
+pub struct MetricsCache {
+    slots: std::sync::Mutex<[Option<(u64, std::time::Instant, Bytes)>; 2]>,
+}
+
+impl Shared {
+    /// `/metrics` in OpenMetrics (`om`) or classic text, reused while the series are unchanged.
+    fn metrics_body(&self, om: bool) -> Bytes {
+        let generation = self.telemetry.generation();
+        let i = usize::from(om);
+        let mut slots = self
+            .metrics_cache
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((g, at, body)) = &slots[i] {
+            if *g == generation && at.elapsed() < METRICS_REUSE {
+                return body.clone();
+            }
+        }
+        // Encoded under the lock: a flood of scrapes waits for one encoding, not many.
+        let body = Bytes::from(if om {
+            self.telemetry.encode_openmetrics()
+        } else {
+            self.telemetry.encode_text()
+        });
+        slots[i] = Some((generation, std::time::Instant::now(), body.clone()));
+        body
+    }
+}
+
 fn check_token(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
     let want = shared.token()?;
     let got = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     if got.is_some_and(|g| constant_time_eq(g.as_bytes(), want.as_bytes())) {
         return None;
     }
@@ -151,6 +219,15 @@ fn check_token(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
         header::HeaderValue::from_static("Bearer"),
     );
     Some(r)
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` are accepted too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Compares without stopping at the first difference, so timing does not leak the token.
@@ -223,4 +300,18 @@ fn status_page(shared: &Shared) -> String {
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_scheme_bearer_in_lower_case_is_accepted() {
+        assert_eq!(bearer_token("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("BEARER s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("Basic s3cret"), None);
+        assert_eq!(bearer_token("Bearers3cret"), None);
+    }
 }

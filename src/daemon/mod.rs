@@ -3,8 +3,9 @@
 //! threads (the load engine brings its own runtimes), so nothing here waits on a target.
 //!
 //! There is one shutdown path: SIGTERM or SIGINT → stop scheduling → running probes get the
-//! grace period → they are stopped and return what they measured → results are recorded →
-//! exit 0. A probe that fails is data; nothing a target does can stop the daemon.
+//! grace period → they are stopped and return what they measured within a second (the stop
+//! contract, `scheduler::STOP_BOUND`) → results are recorded → exit 0. A second signal ends
+//! the process at once. A probe that fails is data; nothing a target does can stop the daemon.
 
 mod http;
 pub mod notify;
@@ -54,6 +55,8 @@ pub struct Shared {
     ready: AtomicBool,
     /// Bearer token the listing endpoints require.
     token: Mutex<Option<String>>,
+    /// `/metrics` encodings reused while the series are unchanged.
+    metrics_cache: http::MetricsCache,
 }
 
 /// A probe as `/api/v1/probes` and the status page show it.
@@ -82,6 +85,7 @@ impl Shared {
             heartbeat_ms: AtomicU64::new(unix_ms()),
             ready: AtomicBool::new(false),
             token: Mutex::new(token_of(config)),
+            metrics_cache: http::MetricsCache::default(),
         }
     }
 
@@ -154,11 +158,60 @@ pub fn init_logging() {
         _ => tracing::Level::INFO,
     };
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || LogLine { ansi })
         .with_max_level(level)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .try_init();
+}
+
+/// stderr for log lines: a control character a name or a target's answer brought into a line
+/// (a newline that would forge a line, a terminal escape) is written escaped. The formatter
+/// writes one whole line per call; only its final line feed, and with `ansi` the formatter's
+/// own colour sequences (`ESC [ digits m`), stay raw.
+struct LogLine {
+    ansi: bool,
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (&*text, ""),
+        };
+        let mut out = String::with_capacity(body.len() + 1);
+        let mut rest = body;
+        while let Some(c) = rest.chars().next() {
+            if self.ansi && c == '\u{1b}' {
+                if let Some(sgr) = sgr_prefix(rest) {
+                    out.push_str(sgr);
+                    rest = &rest[sgr.len()..];
+                    continue;
+                }
+            }
+            out.push_str(&crate::report::terminal::escape_name(&rest[..c.len_utf8()]));
+            rest = &rest[c.len_utf8()..];
+        }
+        out.push_str(end);
+        std::io::stderr().write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// A colour sequence (`ESC [ 0-9; m`) at the start of `s`.
+fn sgr_prefix(s: &str) -> Option<&str> {
+    let params = s.strip_prefix("\u{1b}[")?;
+    let n = params
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    params[n..].starts_with('m').then(|| &s[..2 + n + 1])
 }
 
 /// How the daemon was started.
@@ -177,7 +230,21 @@ pub fn run(config: Config, opts: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    rt.block_on(serve(config, opts))
+    let r = rt.block_on(serve(config, opts));
+    // Dropping a runtime joins its blocking threads, where probe runs live: a run that broke
+    // the stop contract would hold the process up. Everything worth keeping is written by now.
+    rt.shutdown_background();
+    r
+}
+
+/// A second SIGTERM/SIGINT while stopping means "now": the process ends at once, without
+/// waiting for runs, OTLP or any destructor (an OTLP provider's drop may wait on a collector).
+fn exit_now(why: &str) -> ! {
+    tracing::warn!("second signal: exiting now{why}");
+    use std::io::Write;
+    let _ = std::io::stderr().flush();
+    let _ = std::io::stdout().flush();
+    std::process::exit(0)
 }
 
 async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
@@ -198,9 +265,15 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     let otlp_running = config.otlp.clone();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
     let scheduler = tokio::spawn(scheduler::run(config, shared.clone(), control_rx));
-    tokio::spawn(http::serve(listener, shared.clone()));
+    let std_listener = listener.into_std().map_err(DaemonError::Runtime)?;
+    http::start(std_listener, shared.clone()).map_err(DaemonError::Runtime)?;
     shared.ready.store(true, Ordering::Relaxed);
     tracing::info!("listening on http://{bound}");
+    if !bound.ip().is_loopback() && shared.token().is_none() {
+        tracing::warn!(
+            "listening on {bound}, beyond this machine, without daemon.bearer_token: anyone who can reach it reads /metrics, /api/v1/probes and the status page"
+        );
+    }
     notify::notify("READY=1");
     if let Some(f) = opts.on_ready.take() {
         f(bound);
@@ -253,8 +326,8 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     // A second SIGTERM/SIGINT while draining means "now": stop waiting for the grace period.
     tokio::select! {
         _ = &mut scheduler => {}
-        _ = term.recv() => tracing::warn!("second signal: exiting without waiting"),
-        _ = int.recv() => tracing::warn!("second signal: exiting without waiting"),
+        _ = term.recv() => exit_now(", without waiting for running probes"),
+        _ = int.recv() => exit_now(", without waiting for running probes"),
     }
     // Last: what the drained runs produced goes out too. Bounded by `otlp.flush_timeout`, and
     // on a blocking thread so that a second signal still ends the wait at once.
@@ -262,8 +335,8 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     let mut flush = tokio::task::spawn_blocking(move || flusher.telemetry.shutdown_otlp());
     tokio::select! {
         _ = &mut flush => {}
-        _ = term.recv() => tracing::warn!("second signal: exiting without flushing OTLP"),
-        _ = int.recv() => tracing::warn!("second signal: exiting without flushing OTLP"),
+        _ = term.recv() => exit_now(", without flushing OTLP"),
+        _ = int.recv() => exit_now(", without flushing OTLP"),
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,6 +19,9 @@ use crate::probe::{run_probe, RunContext};
 use crate::report::{rfc3339, ProbeResult};
 use crate::telemetry::SkipReason;
 
+/// How long a stopped run may take to return what it measured: the stop contract's bound.
+pub const STOP_BOUND: Duration = Duration::from_secs(1);
+
 /// What the rest of the daemon tells the scheduler.
 #[derive(Debug)]
 pub enum Control {
@@ -156,21 +159,16 @@ async fn drain(
         tracing::warn!(probe = %name, "grace period over: stopping the run and keeping what it measured");
         stop.store(true, Ordering::Relaxed);
     }
-    // A stopped run returns once its requests in flight end, which their timeout bounds.
-    let longest_timeout = config
-        .probe
-        .iter()
-        .map(|p| p.spec.exchange_timeout())
-        .max()
-        .unwrap_or_default();
-    let deadline = tokio::time::Instant::now() + longest_timeout + Duration::from_secs(5);
+    // The stop contract (`probe::ProbeKind`): a stopped run abandons its exchanges in flight
+    // and returns within a second, whatever its target does. No request timeout is waited for.
+    let deadline = tokio::time::Instant::now() + STOP_BOUND;
     while !running.is_empty() {
         shared.beat();
         tokio::select! {
             Some(done) = done_rx.recv() => finish(done, &mut running, shared, config),
             _ = tokio::time::sleep_until(deadline) => {
                 for name in running.keys() {
-                    tracing::error!(probe = %name, "the run did not stop in time; its result is lost");
+                    tracing::error!(probe = %name, "the run broke the stop contract (no result {STOP_BOUND:?} after its stop); its result is lost");
                 }
                 return;
             }
@@ -327,7 +325,8 @@ fn finish(
     if !config.report.dir.is_empty() {
         let dir = std::path::Path::new(&config.report.dir);
         if let Err(e) = crate::report::write_into_dir(dir, std::slice::from_ref(&r)) {
-            tracing::error!(probe = %r.probe, "could not write the result document into {}: {e}", dir.display());
+            shared.telemetry.record_result_write_failure();
+            tracing::error!(probe = %r.probe, "could not write the result document (counted in plimsoll_result_write_failures_total): {e}");
         }
     }
     shared.update(&done.probe, |s| {

@@ -193,6 +193,8 @@ pub struct Recorder {
     pub iterations_failed: u64,
     /// Planned iterations that could not start because the in-flight cap was reached.
     pub dropped: u64,
+    /// Iterations in flight when the run was stopped, abandoned unanswered.
+    pub abandoned: u64,
     /// The first error message of each kind, for the summary.
     pub error_samples: [Option<String>; ErrorKind::ALL.len()],
     /// Lateness of actual sends behind their planned time (open model), in microseconds.
@@ -207,6 +209,7 @@ impl Recorder {
             iterations_completed: 0,
             iterations_failed: 0,
             dropped: 0,
+            abandoned: 0,
             error_samples: Default::default(),
             send_lag: worker_histogram(),
         }
@@ -262,6 +265,7 @@ impl Recorder {
         self.iterations_completed += o.iterations_completed;
         self.iterations_failed += o.iterations_failed;
         self.dropped += o.dropped;
+        self.abandoned += o.abandoned;
         for (a, b) in self.error_samples.iter_mut().zip(&o.error_samples) {
             if a.is_none() {
                 a.clone_from(b);

@@ -10,8 +10,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
 
 use super::flow::{Flow, FlowStep, Kept};
 use super::http::{Conn, ErrorKind, RequestError};
@@ -60,6 +62,8 @@ pub(super) fn run(
                     let local = tokio::task::LocalSet::new();
                     let worker = Rc::new(Worker::new(id, spec, progress, stop));
                     let w = worker.clone();
+                    let watch = worker.clone();
+                    local.spawn_local(async move { watch.stop_watch().await });
                     local.block_on(&rt, async move {
                         match &w.spec.model {
                             Model::Open { plan, shard } => open_loop(&w, plan, *shard, start).await,
@@ -163,6 +167,9 @@ struct Worker {
     h2: RefCell<Vec<Option<Conn>>>,
     /// Open-model arrivals being sent or answered.
     in_flight: Cell<u32>,
+    /// Woken once the stop flag is set (by the worker's stop watch): every iteration in
+    /// flight races it, so a stopped run never waits for a target's answer.
+    halt: Notify,
     last_end: Cell<Option<Instant>>,
     /// Picks the requests that carry a `traceparent` and keeps their records.
     sampler: RefCell<Option<Sampler>>,
@@ -177,6 +184,7 @@ impl Worker {
             addrs: RefCell::new(vec![None; n]),
             h2: RefCell::new((0..n).map(|_| None).collect()),
             in_flight: Cell::new(0),
+            halt: Notify::new(),
             last_end: Cell::new(None),
             sampler: RefCell::new(
                 spec.trace
@@ -191,6 +199,30 @@ impl Worker {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Polls the stop flag and wakes every iteration in flight once it is set. One timer per
+    /// worker thread, not one per request: the hot path only registers on `halt`.
+    async fn stop_watch(&self) {
+        while !self.stopped() {
+            tokio::time::sleep(STOP_POLL).await;
+        }
+        self.halt.notify_waiters();
+    }
+
+    /// Runs `work` unless the run is stopped first: `None` means it was abandoned (an
+    /// iteration's connection is dropped with it, never reused).
+    async fn unless_stopped<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        // Registered before the flag is read, so a stop between the two is not missed.
+        let halted = self.halt.notified();
+        if self.stopped() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            r = work => Some(r),
+            () = halted => None,
+        }
     }
 
     fn new_vu(&self) -> Vu {
@@ -564,7 +596,13 @@ async fn open_user(w: Rc<Worker>, mailbox: Rc<Mailbox>, pool: Rc<UserPool>) {
     let mut vu = w.new_vu();
     let mut next = mailbox.next().await;
     while let Some(planned) = next {
-        let r = w.iteration(&mut vu, Some(planned)).await;
+        let Some(r) = w.unless_stopped(w.iteration(&mut vu, Some(planned))).await else {
+            // Stopped mid-exchange: the exchange is abandoned and counted, the user (and its
+            // connection) goes away.
+            w.recorder.borrow_mut().abandoned += 1;
+            w.in_flight.set(w.in_flight.get() - 1);
+            return;
+        };
         w.finish_iteration(&r);
         w.in_flight.set(w.in_flight.get() - 1);
         // Bound first: a borrow held across the await below would still be held when the
@@ -586,8 +624,11 @@ async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
     for v in (w.id as u32..plan.concurrency).step_by(workers as usize) {
         let (wk, plan) = (w.clone(), plan.clone());
         users.push(tokio::task::spawn_local(async move {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v)))
-                .await;
+            let ramp =
+                tokio::time::sleep_until(tokio::time::Instant::from_std(start + plan.start_of(v)));
+            if wk.unless_stopped(ramp).await.is_none() {
+                return;
+            }
             let deadline = plan.duration.map(|d| start + d);
             let mut vu = wk.new_vu();
             let mut done = 0u64;
@@ -599,7 +640,10 @@ async fn closed_loop(w: &Rc<Worker>, plan: &ClosedPlan, start: Instant) {
                     break;
                 }
                 wk.recorder.borrow_mut().iterations_started += 1;
-                let r = wk.iteration(&mut vu, None).await;
+                let Some(r) = wk.unless_stopped(wk.iteration(&mut vu, None)).await else {
+                    wk.recorder.borrow_mut().abandoned += 1;
+                    break;
+                };
                 wk.finish_iteration(&r);
                 done += 1;
                 if matches!(r, Err(ErrorKind::Connect | ErrorKind::Tls)) {

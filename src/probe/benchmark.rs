@@ -97,6 +97,7 @@ fn combine(started_at: std::time::SystemTime, outcomes: Vec<LoadOutcome>) -> Loa
         recorder.iterations_started += r.iterations_started;
         recorder.iterations_completed += r.iterations_completed;
         recorder.iterations_failed += r.iterations_failed;
+        recorder.abandoned += r.abandoned;
         for (a, b) in recorder.error_samples.iter_mut().zip(r.error_samples) {
             if a.is_none() {
                 *a = b;
@@ -142,6 +143,7 @@ fn grade(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
     if o.stopped_early {
         notes.push("stopped before every operation ran".into());
     }
+    notes.extend(super::ops::abandoned_note(o.recorder.abandoned));
     ProbeResult::graded(
         probe,
         o.started_at,

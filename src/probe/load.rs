@@ -50,6 +50,7 @@ pub fn grade_outcome(probe: &ProbeConfig, o: &LoadOutcome) -> ProbeResult {
     if o.stopped_early {
         notes.push("stopped before the plan ended".into());
     }
+    notes.extend(super::ops::abandoned_note(o.recorder.abandoned));
     ProbeResult::graded(
         probe,
         o.started_at,

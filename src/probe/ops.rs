@@ -8,6 +8,8 @@
 //! sends nothing and grades nothing.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -41,6 +43,8 @@ pub struct OpTally {
     send_lag: Option<Histogram<u64>>,
     /// Open model: arrivals that could not start (the in-flight cap was reached).
     pub dropped: u64,
+    /// Operations in flight when the run was stopped, abandoned unanswered.
+    pub abandoned: u64,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -63,6 +67,7 @@ impl OpTally {
             samples: BTreeMap::new(),
             send_lag: open_model.then(new_histogram),
             dropped: 0,
+            abandoned: 0,
         }
     }
 
@@ -110,6 +115,7 @@ impl OpTally {
             let _ = a.add(b);
         }
         self.dropped += o.dropped;
+        self.abandoned += o.abandoned;
     }
 
     /// Operations recorded so far, failed ones included.
@@ -171,6 +177,7 @@ impl OpTally {
                 failed: errors,
                 dropped: self.dropped,
                 planned: offered.map(|(n, _)| n),
+                abandoned: self.abandoned,
             },
             send_lag_ms: self.send_lag.as_ref().map(LatencySummary::from_micros),
             bytes_received: 0,
@@ -186,6 +193,32 @@ pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(threads.min(cores).max(1))
         .enable_all()
         .build()
+}
+
+/// How often a waiting exchange looks at the stop flag: the stop contract's reaction time.
+pub const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// Resolves once `stop` is set. Every await on a target in a probe races this (through
+/// [`unless_stopped`]), so a stopped run returns whatever its target does.
+pub async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}
+
+/// Runs `work` unless the run is stopped first; `None` means it was abandoned unfinished
+/// (dropping it drops its connection, so nothing half-read is ever reused).
+pub async fn unless_stopped<F: Future>(stop: &AtomicBool, work: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        r = work => Some(r),
+        () = stopped(stop) => None,
+    }
+}
+
+/// The note of a stopped run that abandoned `n` exchanges in flight.
+pub fn abandoned_note(n: u64) -> Option<String> {
+    (n > 0).then(|| format!("{n} exchange(s) in flight abandoned at stop"))
 }
 
 #[cfg(test)]

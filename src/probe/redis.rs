@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError};
 
-use super::ops::{runtime, OpTally, WeightedChoice};
+use super::ops::{abandoned_note, runtime, unless_stopped, OpTally, WeightedChoice};
 use super::{ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, RedisConfig};
 use crate::report::ProbeResult;
@@ -173,8 +173,15 @@ impl Workload {
         }
         let elapsed = t0.elapsed();
         if self.cleanup && total.count() > 0 {
-            notes.push(self.clean_up().await);
+            if stop.load(Ordering::Relaxed) {
+                notes.push(
+                    "clean-up skipped: the run was stopped; the keys expire on their own".into(),
+                );
+            } else {
+                notes.push(self.clean_up().await);
+            }
         }
+        notes.extend(abandoned_note(total.abandoned));
         (total, elapsed, notes)
     }
 
@@ -218,7 +225,11 @@ impl Workload {
                 Some(c) => c,
                 None => {
                     let t = Instant::now();
-                    match self.connect().await {
+                    let Some(connected) = unless_stopped(&stop, self.connect()).await else {
+                        tally.abandoned += 1;
+                        break;
+                    };
+                    match connected {
                         Ok(c) => {
                             ever_connected = true;
                             conn.insert(c)
@@ -249,9 +260,13 @@ impl Workload {
                 cmd.arg(&self.value[..]).arg("PX").arg(self.ttl_ms);
             }
             let t = Instant::now();
-            let answer =
-                tokio::time::timeout(self.timeout, cmd.query_async::<::redis::Value>(&mut *c))
-                    .await;
+            let exchange =
+                tokio::time::timeout(self.timeout, cmd.query_async::<::redis::Value>(&mut *c));
+            let Some(answer) = unless_stopped(&stop, exchange).await else {
+                // The connection has a command in flight: it goes with the worker.
+                tally.abandoned += 1;
+                break;
+            };
             let took = t.elapsed();
             match answer {
                 Ok(Ok(_)) => tally.record(op, took, took, None),

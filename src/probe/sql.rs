@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
-use super::ops::{runtime, OpTally, WeightedChoice};
+use super::ops::{abandoned_note, runtime, unless_stopped, OpTally, WeightedChoice};
 use super::{ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, SqlConfig, SqlQueryConfig};
 use crate::report::ProbeResult;
@@ -24,6 +24,9 @@ use crate::verdict::{self, grade_with, Bands, StatDefaults};
 
 /// Seed 003's reporting targets where the probe's thresholds say nothing: 100 QPS, and the
 /// seed table's p99.
+/// How long closing the pool may take at the end of a run.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
 const SQL_DEFAULTS: StatDefaults = StatDefaults {
     rps: Bands::new(
         Some(2.0 * verdict::DEFAULT_SQL_QPS),
@@ -66,6 +69,7 @@ impl ProbeKind for SqlProbe {
         if ctx.stop.load(Ordering::Relaxed) {
             notes.push("stopped before the duration ended".into());
         }
+        notes.extend(abandoned_note(tally.abandoned));
         let stats = tally.into_stats(elapsed, offered);
         let mut verdict = grade_with(&probe.thresholds, probe.target_rps, &stats, &SQL_DEFAULTS);
         for q in &cfg.queries {
@@ -122,7 +126,13 @@ impl SqlRun {
             .max_connections(cfg.pool())
             .acquire_timeout(self.timeout)
             .connect(cfg.database_url.expose());
-        let pool = match tokio::time::timeout(self.timeout, connect).await {
+        let Some(connected) =
+            unless_stopped(stop, tokio::time::timeout(self.timeout, connect)).await
+        else {
+            tally.abandoned += 1;
+            return (tally, t0.elapsed(), offered);
+        };
+        let pool = match connected {
             Ok(Ok(p)) => p,
             failed => {
                 let message = match failed {
@@ -143,7 +153,8 @@ impl SqlRun {
             (None, c) => self.closed(&pool, tally, c.unwrap_or(1), stop).await,
         };
         let elapsed = t0.elapsed();
-        pool.close().await;
+        // Closing says goodbye to the server; one that never answers is not waited for.
+        let _ = tokio::time::timeout(CLOSE_WAIT, pool.close()).await;
         (tally, elapsed, offered)
     }
 
@@ -154,7 +165,7 @@ impl SqlRun {
         tally: OpTally,
         rate: f64,
         cap: usize,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
     ) -> OpTally {
         let tally = Arc::new(Mutex::new(tally));
         let slots = Arc::new(tokio::sync::Semaphore::new(cap));
@@ -163,8 +174,10 @@ impl SqlRun {
         let mut rng = fastrand::Rng::new();
         for i in 0..planned {
             let due = t0 + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due).await;
-            if stop.load(Ordering::Relaxed) {
+            if unless_stopped(stop, tokio::time::sleep_until(due))
+                .await
+                .is_none()
+            {
                 break;
             }
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
@@ -173,11 +186,14 @@ impl SqlRun {
             };
             let q = self.choice.pick(&mut rng);
             let (queries, pool, tally) = (Arc::clone(&self.queries), pool.clone(), tally.clone());
-            let timeout = self.timeout;
+            let (timeout, stop) = (self.timeout, Arc::clone(stop));
             tokio::spawn(async move {
                 let started = tokio::time::Instant::now();
-                let result =
-                    tokio::time::timeout_at(due + timeout, execute(&pool, &queries[q])).await;
+                let query = tokio::time::timeout_at(due + timeout, execute(&pool, &queries[q]));
+                let Some(result) = unless_stopped(&stop, query).await else {
+                    lock(&tally).abandoned += 1;
+                    return;
+                };
                 let end = tokio::time::Instant::now();
                 let mut t = lock(&tally);
                 t.lag(started - due);
@@ -216,8 +232,11 @@ impl SqlRun {
                     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                         let q = choice.pick(&mut rng);
                         let t = Instant::now();
-                        let result =
-                            tokio::time::timeout(timeout, execute(&pool, &queries[q])).await;
+                        let query = tokio::time::timeout(timeout, execute(&pool, &queries[q]));
+                        let Some(result) = unless_stopped(&stop, query).await else {
+                            own.abandoned += 1;
+                            break;
+                        };
                         let took = t.elapsed();
                         record(&mut own, q, took, took, result, timeout);
                     }

@@ -5,10 +5,12 @@
 
 pub mod outcome;
 pub mod summary;
+pub mod terminal;
+mod write;
+
+pub use write::{result_file_name, write_into_dir, write_json_lines, WriteError};
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
@@ -308,6 +310,14 @@ pub struct IterationStats {
     /// Planned iterations (open model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned: Option<u64>,
+    /// Exchanges in flight when the run was stopped: abandoned unanswered, counted neither as
+    /// completed nor as failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub abandoned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -380,45 +390,4 @@ impl ProbeResult {
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("a result document always serializes")
     }
-}
-
-/// Writes result documents as JSON Lines (one document per line) to a file.
-pub fn write_json_lines(path: &Path, results: &[ProbeResult]) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for r in results {
-        serde_json::to_writer(&mut out, r)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()
-}
-
-/// Writes each result document into `dir` as `<probe>-<UTC time>.json`; returns the paths.
-pub fn write_into_dir(
-    dir: &Path,
-    results: &[ProbeResult],
-) -> std::io::Result<Vec<std::path::PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut paths = Vec::new();
-    for r in results {
-        let stamp: String = r
-            .started_at
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let safe: String = r
-            .probe
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let p = dir.join(format!("{safe}-{stamp}.json"));
-        std::fs::write(&p, r.to_json_pretty() + "\n")?;
-        paths.push(p);
-    }
-    Ok(paths)
 }

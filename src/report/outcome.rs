@@ -106,6 +106,7 @@ pub fn stats_of(o: &LoadOutcome) -> Stats {
             failed: rec.iterations_failed,
             dropped: rec.dropped,
             planned: o.planned.map(|(n, _)| n),
+            abandoned: rec.abandoned,
         },
         send_lag_ms: o
             .planned

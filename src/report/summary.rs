@@ -1,5 +1,6 @@
 //! The terminal summary: one table row per probe run, then what went wrong, in words.
 
+use super::terminal::escape_name;
 use std::fmt::Write as _;
 
 use super::ProbeResult;
@@ -81,7 +82,15 @@ fn operations_table(s: &super::Stats) -> String {
         let _ = write!(
             t,
             "\n  {:<w$}  {:>7}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6}",
-            name, e.requests, l.min, l.max, l.mean, l.p50, l.p95, l.p99, e.errors
+            escape_name(name),
+            e.requests,
+            l.min,
+            l.max,
+            l.mean,
+            l.p50,
+            l.p95,
+            l.p99,
+            e.errors
         );
     }
     t
@@ -92,7 +101,7 @@ pub fn render(results: &[ProbeResult]) -> String {
     let mut out = String::new();
     let name_w = results
         .iter()
-        .map(|r| r.probe.len())
+        .map(|r| escape_name(&r.probe).chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -107,7 +116,7 @@ pub fn render(results: &[ProbeResult]) -> String {
                 let _ = writeln!(
                     out,
                     "{:<name_w$}  {:<9}  {:>9}  {:>9.1}  {:>9.2}  {:>9.2}  {:>9.2}  {:>16}",
-                    r.probe,
+                    escape_name(&r.probe),
                     r.grade.as_str(),
                     s.requests,
                     s.rps,
@@ -118,7 +127,12 @@ pub fn render(results: &[ProbeResult]) -> String {
                 );
             }
             None => {
-                let _ = writeln!(out, "{:<name_w$}  {:<9}", r.probe, r.grade.as_str());
+                let _ = writeln!(
+                    out,
+                    "{:<name_w$}  {:<9}",
+                    escape_name(&r.probe),
+                    r.grade.as_str()
+                );
             }
         }
     }
@@ -154,7 +168,7 @@ pub fn render(results: &[ProbeResult]) -> String {
         }
         lines.extend(r.notes.iter().cloned());
         if !lines.is_empty() {
-            let _ = writeln!(out, "\n{}:", r.probe);
+            let _ = writeln!(out, "\n{}:", escape_name(&r.probe));
             for l in lines {
                 let _ = writeln!(out, "  {l}");
             }

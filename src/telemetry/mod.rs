@@ -7,11 +7,12 @@
 //! The same holds for OTLP ([`otlp`]): metrics and spans are built after each run.
 
 mod histogram;
+mod label;
 pub mod otlp;
 mod otlp_export;
 mod quantiles;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use histogram::BucketHistogram;
+use label::LabelValue;
 use quantiles::LastRunQuantiles;
 
 use crate::engine::recorder::class_index;
@@ -30,69 +32,69 @@ type GaugeF = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
-    probe: String,
+    probe: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GradeLabels {
-    probe: String,
-    grade: String,
+    probe: LabelValue,
+    grade: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    probe: String,
-    reason: String,
+    probe: LabelValue,
+    reason: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    probe: String,
-    endpoint: String,
-    method: String,
-    status_class: String,
+    probe: LabelValue,
+    endpoint: LabelValue,
+    method: LabelValue,
+    status_class: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
-    probe: String,
-    endpoint: String,
-    kind: String,
+    probe: LabelValue,
+    endpoint: LabelValue,
+    kind: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    probe: String,
-    outcome: String,
+    probe: LabelValue,
+    outcome: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultLabels {
-    probe: String,
-    fault: String,
+    probe: LabelValue,
+    fault: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultPhaseLabels {
-    probe: String,
-    fault: String,
-    phase: String,
+    probe: LabelValue,
+    fault: LabelValue,
+    phase: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MetricLabels {
-    probe: String,
-    metric: String,
+    probe: LabelValue,
+    metric: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignalLabels {
-    signal: String,
+    signal: LabelValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
-    version: String,
+    version: LabelValue,
 }
 
 /// Why a scheduled run did not start (the `reason` label).
@@ -134,6 +136,9 @@ pub struct Telemetry {
     error_ratio: Family<ProbeLabels, GaugeF>,
     race_rounds: Family<OutcomeLabels, Counter>,
     otlp_dropped: Family<SignalLabels, Counter>,
+    result_write_failures: Counter,
+    /// Bumped by every event that changes the series: lets an endpoint reuse an encoding.
+    generation: AtomicU64,
     /// OTLP pipelines, when configured.
     otlp: Option<otlp::Otlp>,
     // Families of probe kinds and stores still to come; registered now so that the names
@@ -177,6 +182,8 @@ impl Telemetry {
             error_ratio: Family::default(),
             race_rounds: Family::default(),
             otlp_dropped: Family::default(),
+            result_write_failures: Counter::default(),
+            generation: AtomicU64::new(0),
             otlp: None,
             breaking_point: Family::default(),
             fault_recovery: Family::default(),
@@ -288,10 +295,15 @@ impl Telemetry {
             "Spans and metric streams lost to OTLP export (queue full, collector down or slow), by signal",
             t.otlp_dropped.clone(),
         );
+        r.register(
+            "result_write_failures",
+            "Result documents that could not be written into report.dir (disk full, permissions)",
+            t.result_write_failures.clone(),
+        );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabels {
-                version: env!("CARGO_PKG_VERSION").to_string(),
+                version: env!("CARGO_PKG_VERSION").into(),
             })
             .set(1);
         r.register("build_info", "Always 1", build_info);
@@ -306,7 +318,7 @@ impl Telemetry {
         let counter = |signal: &str| {
             t.otlp_dropped
                 .get_or_create(&SignalLabels {
-                    signal: signal.to_string(),
+                    signal: signal.into(),
                 })
                 .clone()
         };
@@ -351,8 +363,13 @@ impl Telemetry {
 
     /// Updates every series a finished run feeds.
     pub fn record_run(&self, r: &ProbeResult, ended_unix_s: f64) {
+        self.record_run_series(r, ended_unix_s);
+        self.changed();
+    }
+
+    fn record_run_series(&self, r: &ProbeResult, ended_unix_s: f64) {
         let probe = ProbeLabels {
-            probe: r.probe.clone(),
+            probe: r.probe.as_str().into(),
         };
         let good = matches!(r.grade, Grade::Excellent | Grade::Good);
         self.probe_success
@@ -365,8 +382,8 @@ impl Telemetry {
         self.probe_last_run.get_or_create(&probe).set(ended_unix_s);
         self.probe_runs
             .get_or_create(&GradeLabels {
-                probe: r.probe.clone(),
-                grade: r.grade.as_str().to_string(),
+                probe: r.probe.as_str().into(),
+                grade: r.grade.as_str().into(),
             })
             .inc();
         // Exact outcomes fold into status classes here; two steps sharing a name and method
@@ -376,10 +393,10 @@ impl Telemetry {
                 continue;
             };
             let labels = RequestLabels {
-                probe: r.probe.clone(),
-                endpoint: step.name.clone(),
-                method: step.method.clone(),
-                status_class: status_class_label(class_index(o.status)).to_string(),
+                probe: r.probe.as_str().into(),
+                endpoint: step.name.as_str().into(),
+                method: step.method.as_str().into(),
+                status_class: status_class_label(class_index(o.status)).into(),
             };
             self.request_duration.get_or_create(&labels).add(&o.buckets);
             self.requests
@@ -391,9 +408,9 @@ impl Telemetry {
                 for (kind, n) in &e.errors_by_kind {
                     self.request_errors
                         .get_or_create(&ErrorLabels {
-                            probe: r.probe.clone(),
-                            endpoint: endpoint.clone(),
-                            kind: kind.clone(),
+                            probe: r.probe.as_str().into(),
+                            endpoint: endpoint.as_str().into(),
+                            kind: kind.as_str().into(),
                         })
                         .inc_by(*n);
                 }
@@ -431,29 +448,46 @@ impl Telemetry {
             ] {
                 self.race_rounds
                     .get_or_create(&OutcomeLabels {
-                        probe: r.probe.clone(),
-                        outcome: outcome.to_string(),
+                        probe: r.probe.as_str().into(),
+                        outcome: outcome.into(),
                     })
                     .inc_by(n);
             }
         }
     }
 
+    /// Counts a result document that could not be written.
+    pub fn record_result_write_failure(&self) {
+        self.result_write_failures.inc();
+        self.changed();
+    }
+
+    /// A number that changes whenever a recorded event changed the series (the OTLP drop
+    /// counters excepted: they move on their own).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Counts a scheduled run that did not start.
     pub fn record_skip(&self, probe: &str, reason: SkipReason) {
         self.probe_skipped
             .get_or_create(&ReasonLabels {
-                probe: probe.to_string(),
-                reason: reason.as_str().to_string(),
+                probe: probe.into(),
+                reason: reason.as_str().into(),
             })
             .inc();
+        self.changed();
     }
 
     /// Drops the last-run gauges of a probe that left the configuration (counters stay, as
     /// Prometheus expects of counters).
     pub fn forget_probe(&self, probe: &str) {
         let l = ProbeLabels {
-            probe: probe.to_string(),
+            probe: probe.into(),
         };
         for f in [
             &self.probe_duration,
@@ -467,6 +501,7 @@ impl Telemetry {
         self.probe_success.remove(&l);
         self.probe_grade.remove(&l);
         self.latency.remove(probe);
+        self.changed();
     }
 
     /// The exposition in the OpenMetrics text format (what Prometheus asks for first).

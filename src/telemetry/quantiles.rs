@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::label::Escaped;
+
 /// The `quantile` label values, in the order they are written.
 pub const QUANTILE_LABELS: [&str; 6] = ["0.5", "0.9", "0.95", "0.99", "0.999", "1"];
 
@@ -44,7 +46,7 @@ impl EncodeMetric for LastRunQuantiles {
         for (probe, values) in self.lock().iter() {
             for (q, v) in QUANTILE_LABELS.iter().zip(values) {
                 encoder
-                    .encode_family(&[("probe", probe.as_str()), ("quantile", q)])?
+                    .encode_family(&[("probe", Escaped(probe)), ("quantile", Escaped(q))])?
                     .encode_gauge(v)?;
             }
         }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 pub use tracker::{Receipt, SeqSet, SequenceTracker, Stamp};
 use wire::{listen, open_socket, unix_micros, HttpPublisher, Publisher, SubscriberEnd};
 
-use super::ops::{runtime, OpTally};
+use super::ops::{abandoned_note, runtime, unless_stopped, OpTally};
 use super::{ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, PublishVia, PubsubConfig, TargetConfig};
 use crate::engine::recorder::new_histogram;
@@ -174,9 +174,10 @@ async fn run(
                 })
                 .unwrap_or_default();
             for _ in 0..publishers {
-                senders.push(Publisher::Http(
-                    HttpPublisher::new(&url, &tls, &headers).await?,
-                ));
+                let publisher = unless_stopped(stop, HttpPublisher::new(&url, &tls, &headers))
+                    .await
+                    .ok_or_else(stopped_in_setup)??;
+                senders.push(Publisher::Http(publisher));
             }
         }
         PublishVia::Redis => {
@@ -188,10 +189,14 @@ async fn run(
             let client = ::redis::Client::open(url)
                 .map_err(|e| format!("the Redis URL is not usable ({:?})", e.kind()))?;
             let connect = client.get_multiplexed_async_connection();
-            let conn = tokio::time::timeout(cfg.timeout.as_duration(), connect)
-                .await
-                .map_err(|_| "connecting to the publishing Redis timed out".to_string())?
-                .map_err(|e| format!("connecting to the publishing Redis: {e}"))?;
+            let conn = unless_stopped(
+                stop,
+                tokio::time::timeout(cfg.timeout.as_duration(), connect),
+            )
+            .await
+            .ok_or_else(stopped_in_setup)?
+            .map_err(|_| "connecting to the publishing Redis timed out".to_string())?
+            .map_err(|e| format!("connecting to the publishing Redis: {e}"))?;
             for _ in 0..publishers {
                 senders.push(Publisher::Redis {
                     conn: conn.clone(),
@@ -205,11 +210,18 @@ async fn run(
     let ws_url = resolve(&cfg.url, target, true);
     let timeout = cfg.timeout.as_duration();
     let opened = futures_util::future::join_all((0..cfg.subscribers).map(|_| {
+        let stop = Arc::clone(stop);
         let (url, tls) = (ws_url.clone(), tls.clone());
         async move {
-            match tokio::time::timeout(timeout, open_socket(&url, &tls)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("connecting took over {timeout:?}")),
+            match unless_stopped(
+                &stop,
+                tokio::time::timeout(timeout, open_socket(&url, &tls)),
+            )
+            .await
+            {
+                Some(Ok(r)) => r,
+                Some(Err(_)) => Err(format!("connecting took over {timeout:?}")),
+                None => Err(stopped_in_setup()),
             }
         }
     }))
@@ -235,7 +247,7 @@ async fn run(
     }
     let connected = listeners.iter().filter(|l| l.is_some()).count() as u64;
     if connected > 0 && !cfg.warmup.is_zero() {
-        tokio::time::sleep(cfg.warmup.as_duration()).await;
+        unless_stopped(stop, tokio::time::sleep(cfg.warmup.as_duration())).await;
     }
 
     // Publishing: message `seq` is due at `seq / rate` and sent by publisher `seq % P`.
@@ -252,8 +264,10 @@ async fn run(
                 let mut ok = SeqSet::new(planned);
                 for seq in (k as u64..planned).step_by(publishers as usize) {
                     let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
-                    tokio::time::sleep_until(due).await;
-                    if stop.load(Ordering::Relaxed) {
+                    if unless_stopped(&stop, tokio::time::sleep_until(due))
+                        .await
+                        .is_none()
+                    {
                         break;
                     }
                     let at = tokio::time::Instant::now();
@@ -264,7 +278,11 @@ async fn run(
                         sent_us: unix_micros(),
                     }
                     .to_json();
-                    let r = tokio::time::timeout(timeout, sender.publish(&body)).await;
+                    let publish = tokio::time::timeout(timeout, sender.publish(&body));
+                    let Some(r) = unless_stopped(&stop, publish).await else {
+                        tally.abandoned += 1;
+                        break;
+                    };
                     let end = tokio::time::Instant::now();
                     let error = match r {
                         Ok(Ok(())) => {
@@ -293,6 +311,7 @@ async fn run(
         }
     }
     let publish_time = t0.elapsed();
+    notes.extend(abandoned_note(publishes.abandoned));
 
     // Grace: wait for late deliveries, or until every expected one arrived.
     let expected = published.len() * connected;
@@ -390,4 +409,9 @@ fn tally_deliveries(
 /// Six decimals: a ratio of a million deliveries keeps its last one.
 fn round6(v: f64) -> f64 {
     round3(v * 1000.0) / 1000.0
+}
+
+/// Why a run stopped before it could publish anything.
+fn stopped_in_setup() -> String {
+    "stopped while connecting, before anything was published".to_string()
 }

@@ -19,12 +19,11 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{ProbeKind, RunContext};
+use super::{ops, ProbeKind, RunContext};
 use crate::config::{
     Config, GeneratorConfig, ProbeConfig, RaceConfig, TargetConfig, VerifyConfig, CLAIMANT_VAR,
     ID_VAR,
@@ -66,9 +65,17 @@ impl ProbeKind for RaceProbe {
         };
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        match runtime.block_on(plan.run(&ctx.stop)) {
-            Ok(tally) => grade_tally(probe, tally, started_at, t0.elapsed()),
-            Err(e) => ProbeResult::failed(probe, e),
+        let mut tally = Tally::new(plan.claimants, plan.verify.is_some());
+        // The tally lives out here so that a round abandoned at stop keeps every earlier one.
+        let finished = runtime.block_on(ops::unless_stopped(&ctx.stop, plan.run(&mut tally)));
+        match finished {
+            Some(Ok(())) => grade_tally(probe, tally, started_at, t0.elapsed()),
+            Some(Err(e)) => ProbeResult::failed(probe, e),
+            None => {
+                tally.stopped_early = true;
+                tally.abandoned_round = true;
+                grade_tally(probe, tally, started_at, t0.elapsed())
+            }
         }
     }
 }
@@ -243,7 +250,9 @@ impl RacePlan {
         })
     }
 
-    async fn run(&self, stop: &AtomicBool) -> Result<Tally, String> {
+    /// Runs the rounds into `tally`. The caller races this against the stop flag and drops it
+    /// when the run is stopped, so it never looks at the flag itself.
+    async fn run(&self, tally: &mut Tally) -> Result<(), String> {
         let mut addrs = Vec::new();
         for e in &self.endpoints {
             match tokio::time::timeout(self.timeout, e.resolve()).await {
@@ -256,17 +265,12 @@ impl RacePlan {
             Some(v) => Some(connect_pool(v).await?),
             None => None,
         };
-        let mut tally = Tally::new(self.claimants, pool.is_some());
         let mut setup_conn: Option<Conn> = None;
         let mut conns: Vec<Option<Conn>> = (0..self.claimants).map(|_| None).collect();
         let mut order: Vec<usize> = (0..self.claimants).collect();
         let mut values = Vec::new();
         let mut scratch = Scratch::default();
         for round in 0..self.rounds {
-            if stop.load(Ordering::Relaxed) {
-                tally.stopped_early = true;
-                break;
-            }
             if round > 0 && !self.pause.is_zero() {
                 tokio::time::sleep(self.pause).await;
             }
@@ -381,7 +385,7 @@ impl RacePlan {
             };
             tally.round(round, id.map(|i| i.text), api_winners, db_winners);
         }
-        Ok(tally)
+        Ok(())
     }
 
     /// Sends the setup request and captures the id from its answer.

@@ -26,6 +26,8 @@ pub(super) struct Tally {
     pub(super) spread: Histogram<u64>,
     pub(super) race_time: Histogram<u64>,
     pub(super) stopped_early: bool,
+    /// The run was stopped with a round in progress: its claims in flight were abandoned.
+    pub(super) abandoned_round: bool,
 }
 
 impl Tally {
@@ -42,6 +44,7 @@ impl Tally {
             spread: new_histogram(),
             race_time: new_histogram(),
             stopped_early: false,
+            abandoned_round: false,
         }
     }
 
@@ -116,12 +119,15 @@ pub(super) fn grade_tally(
     started: SystemTime,
     took: Duration,
 ) -> ProbeResult {
-    let stopped_early = tally.stopped_early;
+    let (stopped_early, abandoned_round) = (tally.stopped_early, tally.abandoned_round);
     let stats = tally.finish();
     let verdict = grade(&probe.thresholds, &stats);
     let mut notes = Vec::new();
     if stopped_early {
         notes.push("stopped before the last round".into());
+    }
+    if abandoned_round {
+        notes.push("the round in progress at stop was abandoned".into());
     }
     ProbeResult::graded(
         probe,
