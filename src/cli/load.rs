@@ -1,7 +1,7 @@
 //! `plimsoll load URL`: ad hoc load against one URL, built as the same configuration a file
 //! would give and validated the same way.
 
-use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress};
+use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{stdout, Exit, LoadArgs};
 use crate::config::{
     self, Config, LoadConfig, ProbeConfig, ProbeSpec, RequestConfig, Secret, TargetConfig,
@@ -33,8 +33,12 @@ pub fn load(a: LoadArgs) -> Exit {
     if let Some(n) = ceiling_notice(&probe) {
         eprintln!("{n}");
     }
+    // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
+    // before the command exits.
+    let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
-    let result = run_with_progress(&cfg, &probe, &stop);
+    let result = run_with_progress(&cfg, &probe, &stop, &telemetry);
+    telemetry.shutdown_otlp();
     // The summary goes where people read it; colour only when that is a terminal.
     let colour = if a.json {
         colour_on(&std::io::stderr())

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress};
+use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{print_config_errors, stdout, Exit, OnceArgs};
 use crate::config::{self, ProbeConfig};
 use crate::report;
@@ -36,6 +36,9 @@ pub fn once(a: OnceArgs) -> Exit {
         eprintln!("{}: no probe to run", a.config.display());
         return Exit::Usage;
     }
+    // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
+    // before the command exits.
+    let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
     let mut results = Vec::new();
     for p in selected {
@@ -45,8 +48,9 @@ pub fn once(a: OnceArgs) -> Exit {
         if let Some(n) = ceiling_notice(p) {
             eprintln!("{n}");
         }
-        results.push(run_with_progress(&cfg, p, &stop));
+        results.push(run_with_progress(&cfg, p, &stop, &telemetry));
     }
+    telemetry.shutdown_otlp();
     // `--out -` puts the documents on stdout, so the summary moves to stderr.
     let to_stdout = a.out.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout {

@@ -11,6 +11,7 @@ use crate::config::{Config, LoadConfig, ProbeConfig, ProbeSpec};
 use crate::engine::Progress;
 use crate::probe::{run_probe, RunContext};
 use crate::report::ProbeResult;
+pub use crate::telemetry::Telemetry;
 
 /// A flag set by Ctrl-C: the running probe stops and reports what it measured so far.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
@@ -117,12 +118,19 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// Runs one probe, drawing a progress line on stderr when it is a terminal.
-pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBool>) -> ProbeResult {
+/// Runs one probe, drawing a progress line on stderr when it is a terminal, and hands the
+/// result to OTLP when `telemetry` exports (the caller flushes it before exiting).
+pub fn run_with_progress(
+    cfg: &Config,
+    probe: &ProbeConfig,
+    stop: &Arc<AtomicBool>,
+    telemetry: &Telemetry,
+) -> ProbeResult {
+    let trace = telemetry.begin_run();
     let mut ctx = RunContext {
         stop: stop.clone(),
         on_start: None,
-        trace: None,
+        trace,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;
@@ -163,6 +171,7 @@ pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBoo
     if let Some(d) = drawer {
         let _ = d.join();
     }
+    telemetry.export_run(probe, &result, trace.as_ref());
     result
 }
 
