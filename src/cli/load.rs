@@ -1,12 +1,16 @@
 //! `plimsoll load URL`: ad hoc load against one URL, built as the same configuration a file
 //! would give and validated the same way.
 
-use super::progress::{interrupt_flag, run_with_progress};
+use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{stdout, Exit, LoadArgs};
 use crate::config::{
     self, Config, LoadConfig, ProbeConfig, ProbeSpec, RequestConfig, Secret, TargetConfig,
 };
 use crate::report;
+
+/// Arrivals per second of `plimsoll load URL` when neither `--rate` nor `--concurrency` is
+/// given: a tool pointed at production must not be one keystroke from a flood.
+pub const DEFAULT_RATE: f64 = 10.0;
 
 pub fn load(a: LoadArgs) -> Exit {
     let (cfg, probe) = match load_config(&a) {
@@ -19,9 +23,29 @@ pub fn load(a: LoadArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    if a.rate.is_none() && a.concurrency.is_none() {
+        eprintln!(
+            "no --rate or --concurrency given: a gentle {DEFAULT_RATE} requests/s for {} \
+             (open model); say --rate R or --concurrency C for more",
+            a.duration
+        );
+    }
+    if let Some(n) = ceiling_notice(&probe) {
+        eprintln!("{n}");
+    }
+    // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
+    // before the command exits.
+    let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
-    let result = run_with_progress(&cfg, &probe, &stop);
-    let summary = report::summary::render(std::slice::from_ref(&result));
+    let result = run_with_progress(&cfg, &probe, &stop, &telemetry);
+    telemetry.shutdown_otlp();
+    // The summary goes where people read it; colour only when that is a terminal.
+    let colour = if a.json {
+        colour_on(&std::io::stderr())
+    } else {
+        colour_on(&std::io::stdout())
+    };
+    let summary = report::summary::render_with(std::slice::from_ref(&result), colour);
     if a.json {
         eprint!("{summary}");
         stdout(&(result.to_json_pretty() + "\n"));
@@ -29,6 +53,15 @@ pub fn load(a: LoadArgs) -> Exit {
         stdout(&summary);
     }
     Exit::Verdict(result.grade)
+}
+
+/// The Content-Type of a `--body` without one: JSON when it parses as JSON, text otherwise.
+fn content_type_of(body: &str) -> &'static str {
+    if serde_json::from_str::<serde_json::Value>(body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    }
 }
 
 /// Turns `load` flags into the same configuration a file would give, and validates it the
@@ -72,8 +105,21 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         }
     }
     request.body = a.body.clone();
-    let mut load = LoadConfig::closed(a.concurrency.unwrap_or(10), a.duration);
-    if let Some(rate) = a.rate {
+    if let Some(body) = &a.body {
+        let given = request
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"));
+        if !given {
+            request.headers.insert(
+                "Content-Type".into(),
+                Secret::literal(content_type_of(body)),
+            );
+        }
+    }
+    let mut load = LoadConfig::closed(a.concurrency.unwrap_or(1), a.duration);
+    if a.concurrency.is_none() {
+        let rate = a.rate.unwrap_or(DEFAULT_RATE);
         load.concurrency = None;
         load.phases = vec![config::PhaseConfig {
             name: Some("constant".into()),
@@ -126,4 +172,16 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
     }
     let probe = cfg.probe[0].clone();
     Ok((cfg, probe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_gets_a_content_type_by_what_it_is() {
+        assert_eq!(content_type_of(r#"{"a": 1}"#), "application/json");
+        assert_eq!(content_type_of("[1, 2]"), "application/json");
+        assert_eq!(content_type_of("hello"), "text/plain; charset=utf-8");
+    }
 }

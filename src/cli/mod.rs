@@ -89,7 +89,8 @@ pub struct OnceArgs {
     /// Run only these probes (repeatable); default: all.
     #[arg(long = "probe")]
     pub probes: Vec<String>,
-    /// Write the result documents to this file, one JSON document per line.
+    /// Write the result documents to this file, one JSON document per line (`-`: stdout,
+    /// with the summary on stderr).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -99,16 +100,21 @@ pub struct ValidateArgs {
     /// Configuration file (TOML).
     #[arg(long, short)]
     pub config: PathBuf,
+    /// Check structure only: leave `env:` and `file:` secrets unresolved (for CI on a
+    /// machine without them).
+    #[arg(long)]
+    pub no_secrets: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// The URL to load.
     pub url: String,
-    /// Open model: arrivals per second.
+    /// Open model: arrivals per second (default 10 when --concurrency is not given either).
     #[arg(long, conflicts_with = "concurrency")]
     pub rate: Option<f64>,
-    /// Closed model: concurrent users (default 10 when --rate is not given).
+    /// Closed model: concurrent users, each sending its next request as soon as the last
+    /// one is answered (unpaced: start small).
     #[arg(long)]
     pub concurrency: Option<u32>,
     /// How long to run.

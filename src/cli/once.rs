@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::progress::{interrupt_flag, run_with_progress};
+use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{print_config_errors, stdout, Exit, OnceArgs};
 use crate::config::{self, ProbeConfig};
 use crate::report;
@@ -36,17 +36,41 @@ pub fn once(a: OnceArgs) -> Exit {
         eprintln!("{}: no probe to run", a.config.display());
         return Exit::Usage;
     }
+    // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
+    // before the command exits.
+    let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
     let mut results = Vec::new();
     for p in selected {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        results.push(run_with_progress(&cfg, p, &stop));
+        if let Some(n) = ceiling_notice(p) {
+            eprintln!("{n}");
+        }
+        results.push(run_with_progress(&cfg, p, &stop, &telemetry));
     }
-    stdout(&report::summary::render(&results));
+    telemetry.shutdown_otlp();
+    // `--out -` puts the documents on stdout, so the summary moves to stderr.
+    let to_stdout = a.out.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout {
+        let summary = report::summary::render_with(&results, colour_on(&std::io::stderr()));
+        eprint!("{summary}");
+    } else {
+        stdout(&report::summary::render_with(
+            &results,
+            colour_on(&std::io::stdout()),
+        ));
+    }
     let mut code = Exit::worst(results.iter().map(|r| r.grade));
-    if let Some(out) = &a.out {
+    if to_stdout {
+        let mut text = String::new();
+        for r in &results {
+            text.push_str(&serde_json::to_string(r).expect("a result document serializes"));
+            text.push('\n');
+        }
+        stdout(&text);
+    } else if let Some(out) = &a.out {
         if let Err(e) = report::write_json_lines(out, &results) {
             eprintln!("cannot write the results: {e}");
             code = code.max(Exit::Usage);

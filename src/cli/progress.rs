@@ -1,15 +1,17 @@
-//! The terminal side of a run: Ctrl-C and SIGTERM handling and the live progress line on
-//! stderr.
+//! The terminal side of a run: Ctrl-C and SIGTERM handling, the notice before a heavy run,
+//! colour only on a terminal, and the live progress line on stderr (one line that fits the
+//! terminal's width and names the phase). It draws; it never measures or grades.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ProbeConfig};
+use crate::config::{Config, LoadConfig, ProbeConfig, ProbeSpec};
 use crate::engine::Progress;
 use crate::probe::{run_probe, RunContext};
 use crate::report::ProbeResult;
+pub use crate::telemetry::Telemetry;
 
 /// A flag set by Ctrl-C or SIGTERM: the running probe stops and reports what it measured so
 /// far (within a second: the stop contract), and its result is written as usual.
@@ -52,12 +54,101 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     stop
 }
 
-/// Runs one probe, drawing a progress line on stderr when it is a terminal.
-pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBool>) -> ProbeResult {
+/// Concurrent unpaced users above which a run started by hand is announced before it starts.
+pub const DEFAULT_USERS_CEILING: u32 = 50;
+/// Planned arrivals per second above which a run started by hand is announced.
+pub const DEFAULT_RATE_CEILING: f64 = 200.0;
+
+/// Whether to colour output going to `stream`: a terminal, and `NO_COLOR` not set.
+pub fn colour_on(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// What a load probe is about to do when it exceeds the default ceilings (unpaced users or a
+/// planned rate), said before it starts; the run still goes ahead as configured.
+pub fn ceiling_notice(probe: &ProbeConfig) -> Option<String> {
+    let ProbeSpec::Load(load) = &probe.spec else {
+        return None;
+    };
+    let users = load
+        .concurrency
+        .or(load.level.map(|l| l.concurrency()))
+        .unwrap_or(0);
+    if users > DEFAULT_USERS_CEILING {
+        let paced = if load.think.is_zero() {
+            "each sending its next request as soon as the last is answered"
+        } else {
+            "with think time between iterations"
+        };
+        return Some(format!(
+            "note: probe {:?} runs {users} concurrent users ({paced}), above the default \
+             ceiling of {DEFAULT_USERS_CEILING}; Ctrl-C stops it and keeps what it measured",
+            probe.name
+        ));
+    }
+    let peak = load
+        .phases
+        .iter()
+        .filter_map(|p| p.rate.map(|r| r.max(p.ramp_to.unwrap_or(r))))
+        .fold(0.0, f64::max);
+    (peak > DEFAULT_RATE_CEILING).then(|| {
+        format!(
+            "note: probe {:?} plans up to {peak} requests/s, above the default ceiling of \
+             {DEFAULT_RATE_CEILING}/s; Ctrl-C stops it and keeps what it measured",
+            probe.name
+        )
+    })
+}
+
+/// The phase a load is in after `elapsed`: the open model's phase name, or the closed
+/// model's `ramp-up` / `steady`.
+fn phase_at(load: &LoadConfig, elapsed: Duration) -> Option<String> {
+    if load.phases.is_empty() {
+        let ramp = load.ramp_up.as_duration();
+        return Some(if elapsed < ramp { "ramp-up" } else { "steady" }.to_string());
+    }
+    let mut end = Duration::ZERO;
+    for (i, p) in load.phases.iter().enumerate() {
+        end += p.duration.map(|d| d.as_duration()).unwrap_or_default();
+        if elapsed < end || i + 1 == load.phases.len() {
+            return Some(p.name.clone().unwrap_or_else(|| format!("phase-{i}")));
+        }
+    }
+    None
+}
+
+/// Columns of the terminal on stderr (`COLUMNS` when the terminal does not say), 80 if
+/// neither knows.
+fn terminal_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ only writes a winsize into the struct we own.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+        if ok && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(80)
+}
+
+/// Runs one probe, drawing a progress line on stderr when it is a terminal, and hands the
+/// result to OTLP when `telemetry` exports (the caller flushes it before exiting).
+pub fn run_with_progress(
+    cfg: &Config,
+    probe: &ProbeConfig,
+    stop: &Arc<AtomicBool>,
+    telemetry: &Telemetry,
+) -> ProbeResult {
+    let trace = telemetry.begin_run();
     let mut ctx = RunContext {
         stop: stop.clone(),
         on_start: None,
-        trace: None,
+        trace,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;
@@ -70,13 +161,23 @@ pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBoo
             }
         }));
         let (done2, name) = (done.clone(), probe.name.clone());
+        let load = match &probe.spec {
+            ProbeSpec::Load(l) => Some(l.clone()),
+            _ => None,
+        };
         drawer = Some(std::thread::spawn(move || {
             let Ok((progress, expected)) = rx.recv() else {
                 return;
             };
             let start = Instant::now();
             while !done2.load(Ordering::Relaxed) {
-                draw_progress(&name, &progress, start.elapsed(), expected);
+                let elapsed = start.elapsed();
+                let phase = load.as_ref().and_then(|l| phase_at(l, elapsed));
+                let line = progress_line(&name, phase.as_deref(), &progress, elapsed, expected);
+                eprint!(
+                    "\r\x1b[2K{}",
+                    fit(&line, terminal_width().saturating_sub(1))
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
             eprint!("\r\x1b[2K");
@@ -88,27 +189,71 @@ pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBoo
     if let Some(d) = drawer {
         let _ = d.join();
     }
+    telemetry.export_run(probe, &result, trace.as_ref());
     result
 }
 
-fn draw_progress(name: &str, p: &Progress, elapsed: Duration, expected: Option<Duration>) {
+/// Cuts a line to `width` characters so it never wraps (a wrapped line scrolls on `\r`).
+fn fit(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The progress line: most important first, so cutting it to the width loses the least.
+fn progress_line(
+    name: &str,
+    phase: Option<&str>,
+    p: &Progress,
+    elapsed: Duration,
+    expected: Option<Duration>,
+) -> String {
     let (req, err) = p.totals();
     let secs = elapsed.as_secs_f64();
     let rps = if secs > 0.0 { req as f64 / secs } else { 0.0 };
-    let bar = match expected {
-        Some(e) if !e.is_zero() => {
-            let frac = (secs / e.as_secs_f64()).min(1.0);
-            let filled = (frac * 30.0) as usize;
-            format!(
-                "[{}{}] {:>5.1}s/{:.0}s",
-                "=".repeat(filled),
-                " ".repeat(30 - filled),
-                secs,
-                e.as_secs_f64()
-            )
-        }
-        _ => format!("{secs:>6.1}s"),
+    let time = match expected {
+        Some(e) if !e.is_zero() => format!("{secs:.1}s/{:.0}s", e.as_secs_f64()),
+        _ => format!("{secs:.1}s"),
     };
     let name = crate::report::terminal::escape_name(name);
-    eprint!("\r\x1b[2K{name} {bar}  {req} req  {err} err  {rps:.0} rps");
+    let phase = phase.map(|p| format!(" [{p}]")).unwrap_or_default();
+    let mut line = format!("{name}{phase} {time}  {req} req  {err} err  {rps:.0}/s");
+    if let Some(e) = expected.filter(|e| !e.is_zero()) {
+        let frac = (secs / e.as_secs_f64()).min(1.0);
+        let filled = (frac * 20.0) as usize;
+        line.push_str(&format!(
+            "  [{}{}]",
+            "=".repeat(filled),
+            " ".repeat(20 - filled)
+        ));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_fits_the_width_and_names_the_phase() {
+        let p = Progress::new(1);
+        let line = progress_line(
+            "webhook-light",
+            Some("warm-up"),
+            &p,
+            Duration::from_secs(3),
+            Some(Duration::from_secs(10)),
+        );
+        assert!(
+            line.starts_with("webhook-light [warm-up] 3.0s/10s"),
+            "{line}"
+        );
+        let cut = fit(&line, 30);
+        assert_eq!(cut.chars().count(), 30);
+        assert!(cut.ends_with('…'));
+        assert_eq!(fit("short", 30), "short");
+    }
 }

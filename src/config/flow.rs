@@ -131,7 +131,7 @@ pub struct JsonExpectConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// CSV with a header row (`.csv`), or a JSON array of objects (`.json`). A relative path
-    /// is taken from the working directory, like `tls.ca_file`.
+    /// is taken from the configuration file's directory.
     pub file: PathBuf,
     /// `sequential` (rows in file order, wrapping around, shared by all users) or `random`.
     #[serde(default)]

@@ -40,7 +40,10 @@ pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use probe::{Kind, PathError, ProbeConfig, ProbeSpec};
 pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
-pub use read::{load_file, load_str, read_bounded, ConfigError, ConfigErrors, ReadError};
+pub use read::{
+    load_file, load_file_without_secrets, load_str, read_bounded, ConfigError, ConfigErrors,
+    ReadError,
+};
 pub use request::{
     placeholders, GeneratorConfig, RequestConfig, SignConfig, SignKind, TimestampFormat,
 };

@@ -69,14 +69,16 @@ impl fmt::Display for ConfigErrors {
 pub const ENV_PREFIX: &str = "PLIMSOLL";
 const ENV_SEPARATOR: &str = "__";
 
-/// Reads, overrides from the process environment, and validates a configuration file.
+/// Reads, overrides from the process environment, and validates a configuration file. A
+/// relative data file path (`[probe.load.data] file`) is taken from the file's directory.
 ///
 /// The file is read up to [`MAX_CONFIG_BYTES`]: `--config /dev/zero` is refused after 10 MiB
 /// instead of exhausting memory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = read_bounded(path, MAX_CONFIG_BYTES)
         .map_err(|e| ConfigErrors::single(format!("cannot read {}: {e}", path.display())))?;
-    load_str(&text, std::env::vars())
+    let dir = path.parent().unwrap_or(Path::new(""));
+    load_str_in(&text, std::env::vars(), Some(dir))
 }
 
 /// Why a bounded read failed.
@@ -103,10 +105,38 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
     String::from_utf8(buf).map_err(|_| ReadError::NotText)
 }
 
-/// Same as [`load_file`] on text and an explicit environment (tests pass their own).
+/// Like [`load_file`], checking structure only: `env:` and `file:` secrets are not resolved
+/// (nor their values checked), for a CI lint on a machine without the secrets.
+pub fn load_file_without_secrets(path: &Path) -> Result<Config, ConfigErrors> {
+    super::secret::without_secrets(|| load_file(path))
+}
+
+/// Same as [`load_file`] on text and an explicit environment (tests pass their own); relative
+/// data file paths are taken from the working directory.
 pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    load_str_in(text, env, None)
+}
+
+/// Takes relative data file paths from `dir` (the configuration file's directory).
+fn rebase_data_files(config: &mut Config, dir: &Path) {
+    for p in &mut config.probe {
+        if let super::ProbeSpec::Load(l) = &mut p.spec {
+            if let Some(d) = &mut l.data {
+                if d.file.is_relative() {
+                    d.file = dir.join(&d.file);
+                }
+            }
+        }
+    }
+}
+
+fn load_str_in(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    base: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
     // The toml crate gives the clearest syntax errors, with line and column.
     if let Err(e) = toml::de::DeTable::parse(text) {
@@ -217,12 +247,21 @@ pub fn load_str(
         }
     }
 
+    if let Some(dir) = base {
+        rebase_data_files(&mut config, dir);
+    }
     // Validation only makes sense on what deserialized; its findings add to the type errors.
     let mut problems = Problems::default();
     config.validate(&mut problems);
     for mut e in problems.into_errors() {
+        if e.message == super::secret::NOT_RESOLVED {
+            continue;
+        }
         e.path = renumber(&e.path, &kept);
         errors.push(e);
+    }
+    for e in &mut errors {
+        e.message = for_people(&e.message);
     }
     if errors.is_empty() {
         return Ok(config);
@@ -528,4 +567,153 @@ fn split_path(path: &str) -> Vec<Seg<'_>> {
         }
     }
     out
+}
+
+/// Rewords serde's messages for people: an unknown field gets the nearest known name
+/// ("did you mean"), a type error says what was expected in words.
+fn for_people(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let known: Vec<&str> = tail
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !k.is_empty())
+                .collect();
+            let nearest = known
+                .iter()
+                .map(|k| (edit_distance(field, k), *k))
+                .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+                .min();
+            return match nearest {
+                Some((_, k)) => format!("unknown field `{field}`: did you mean `{k}`?"),
+                None if !known.is_empty() => format!(
+                    "unknown field `{field}`; known fields: {}",
+                    known.join(", ")
+                ),
+                None => format!("unknown field `{field}`"),
+            };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            return format!(
+                "expected {}, found {}",
+                expected_in_words(expected),
+                found_in_words(found)
+            );
+        }
+    }
+    message.to_string()
+}
+
+fn expected_in_words(e: &str) -> String {
+    match e {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" => "text in quotes".into(),
+        "a sequence" => "a list in [brackets]".into(),
+        "a map" => "a table".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other => other.to_string(),
+    }
+}
+
+fn found_in_words(f: &str) -> String {
+    if let Some(s) = f.strip_prefix("string ") {
+        format!("the text {s}")
+    } else if let Some(n) = f
+        .strip_prefix("integer ")
+        .or_else(|| f.strip_prefix("floating point "))
+    {
+        format!("the number {n}")
+    } else if let Some(b) = f.strip_prefix("boolean ") {
+        b.trim_matches('`').to_string()
+    } else if f == "sequence" {
+        "a list".into()
+    } else if f == "map" {
+        "a table".into()
+    } else {
+        f.to_string()
+    }
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod people_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_get_the_nearest_name_and_types_read_as_words() {
+        let m = "unknown field `concurency`, expected one of `phases`, `concurrency`, `level`";
+        assert_eq!(
+            for_people(m),
+            "unknown field `concurency`: did you mean `concurrency`?"
+        );
+        let m = "unknown field `zzz`, expected `a` or `b`";
+        assert_eq!(for_people(m), "unknown field `zzz`; known fields: a, b");
+        assert_eq!(
+            for_people("invalid type: string \"ten\", expected u32"),
+            "expected a whole number of 0 or more, found the text \"ten\""
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn structure_only_skips_secrets_and_data_files_follow_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/users.csv"), "email\na@b\n").unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            r#"
+[daemon]
+bearer_token = "env:PLIMSOLL_TEST_NEVER_SET_TOKEN"
+
+[[probe]]
+name = "p"
+kind = "load"
+[probe.load]
+concurrency = 1
+[probe.load.data]
+file = "data/users.csv"
+[probe.load.request]
+url = "http://127.0.0.1:9/{{email}}"
+"#,
+        )
+        .unwrap();
+        let err = load_file(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("PLIMSOLL_TEST_NEVER_SET_TOKEN is not set"),
+            "{err}"
+        );
+        assert!(!err.contains("data.file"), "{err}");
+        let c = load_file_without_secrets(&cfg).unwrap();
+        match &c.probe[0].spec {
+            crate::config::ProbeSpec::Load(l) => {
+                assert_eq!(
+                    l.data.as_ref().unwrap().file,
+                    dir.path().join("data/users.csv")
+                )
+            }
+            _ => unreachable!(),
+        }
+    }
 }

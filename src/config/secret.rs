@@ -2,9 +2,28 @@
 //!
 //! A secret never appears in `Debug` output, error messages or result documents.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+
+thread_local! {
+    /// Set while a configuration is checked for structure only (`validate --no-secrets`).
+    static STRUCTURE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What `resolve` answers for a reference while secrets are not resolved; the reader drops
+/// problems with exactly this message.
+pub const NOT_RESOLVED: &str = "secret reference left unresolved (structure-only check)";
+
+/// Runs `f` with `env:` and `file:` references left unresolved: nothing is read from the
+/// environment or from secret files, and checks of the resolved values are skipped.
+pub fn without_secrets<T>(f: impl FnOnce() -> T) -> T {
+    STRUCTURE_ONLY.with(|s| s.set(true));
+    let out = f();
+    STRUCTURE_ONLY.with(|s| s.set(false));
+    out
+}
 
 /// A string that may be a reference to an environment variable or a file.
 #[derive(Clone, PartialEq, Eq)]
@@ -27,6 +46,9 @@ impl Secret {
 
     /// Resolves `env:` and `file:` references; literals resolve to themselves.
     pub fn resolve(&mut self) -> Result<(), String> {
+        if self.is_reference() && STRUCTURE_ONLY.with(Cell::get) {
+            return Err(NOT_RESOLVED.to_string());
+        }
         if let Some(name) = self.spec.strip_prefix("env:") {
             self.value = std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set"))?;

@@ -251,9 +251,14 @@ fn status_page(shared: &Shared) -> String {
          <p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/probes\">/api/v1/probes</a> · \
          <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
          <table><tr><th>probe</th><th>kind</th><th>target</th><th>schedule</th><th>last grade</th>\
-         <th>p99 ms</th><th>rps</th><th>errors</th><th>last run</th><th>next run</th></tr>",
+         <th>why</th><th>p99 ms</th><th>rps</th><th>errors</th><th>last run</th><th>next run</th></tr>",
     );
     for p in shared.probes() {
+        let why = p
+            .last
+            .as_ref()
+            .map(|r| r.grade_reason.clone())
+            .unwrap_or_default();
         let (grade, p99, rps, errors, started) = match &p.last {
             Some(r) => {
                 let s = r.stats.as_ref();
@@ -284,13 +289,14 @@ fn status_page(shared: &Shared) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.kind),
             escape(p.target.as_deref().unwrap_or("")),
             escape(&p.schedule),
             escape(&grade),
             escape(&grade),
+            escape(&why),
             p99,
             rps,
             errors,

@@ -2,6 +2,11 @@
 //!
 //! Missed ticks (the host slept, the daemon was paused, a run overran) are never replayed:
 //! the next tick is always the first one after *now*, so a pause costs runs, not a burst.
+//!
+//! An interval schedule's first run comes soon after the daemon starts, not one interval
+//! later (a probe `every = "1h"` would otherwise show nothing for an hour): at a random offset
+//! within the first `min(every, 30 s)`, so that many probes do not all start at once, and its
+//! later ticks count from that first run. A cron schedule keeps its wall-clock times.
 
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +46,31 @@ impl Schedule {
             rule,
             jitter: cfg.jitter.as_duration(),
         })
+    }
+
+    /// Longest a first run waits after the daemon starts.
+    pub const FIRST_RUN_WINDOW: Duration = Duration::from_secs(30);
+
+    /// Compiles a schedule for a daemon starting at `now`, and says when its first run is:
+    /// an interval schedule at a random offset within `min(every, FIRST_RUN_WINDOW)` of `now`
+    /// (its ticks then count from there), a cron schedule at its next time.
+    pub fn starting(
+        cfg: &ScheduleConfig,
+        now: SystemTime,
+    ) -> Result<(Self, Option<SystemTime>), String> {
+        match &cfg.every {
+            Some(e) => {
+                let window = e.as_duration().min(Self::FIRST_RUN_WINDOW);
+                let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+                let first = now + Duration::from_nanos(fastrand::u64(0..nanos.max(1)));
+                Ok((Schedule::new(cfg, first)?, Some(first)))
+            }
+            None => {
+                let s = Schedule::new(cfg, now)?;
+                let first = s.next_tick(now).map(|t| t + s.jitter());
+                Ok((s, first))
+            }
+        }
     }
 
     /// The first tick strictly after `now` (without jitter).
@@ -108,6 +138,20 @@ mod tests {
             s.next_tick(anchor + Duration::from_secs(100)),
             Some(anchor + Duration::from_secs(110))
         );
+    }
+
+    #[test]
+    fn an_interval_runs_first_soon_after_the_start_then_keeps_its_pace() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for _ in 0..200 {
+            let (s, first) = Schedule::starting(&cfg(Some("1h"), None, "0s"), now).unwrap();
+            let first = first.unwrap();
+            let wait = first.duration_since(now).unwrap();
+            assert!(wait < Schedule::FIRST_RUN_WINDOW, "{wait:?}");
+            assert_eq!(s.next_tick(first), Some(first + Duration::from_secs(3600)));
+            let (_, first) = Schedule::starting(&cfg(Some("2s"), None, "0s"), now).unwrap();
+            assert!(first.unwrap().duration_since(now).unwrap() < Duration::from_secs(2));
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ struct Entry {
 pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receiver<Control>) {
     let anchor = SystemTime::now();
     let mut config = Arc::new(config);
-    let mut entries = build_entries(&config, anchor, &shared);
+    let mut entries = build_entries(&config, anchor, &shared, true);
     let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let mut target_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -114,7 +114,7 @@ pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receive
                             shared.telemetry.forget_probe(&old.probe.name);
                         }
                     }
-                    entries = build_entries(&config, anchor, &shared);
+                    entries = build_entries(&config, anchor, &shared, false);
                     for name in running.keys() {
                         shared.update(name, |s| s.running = true);
                     }
@@ -176,26 +176,44 @@ async fn drain(
     }
 }
 
-fn build_entries(config: &Config, anchor: SystemTime, shared: &Shared) -> Vec<Entry> {
+/// The scheduler's entries and the status board of `config`. At the daemon's start
+/// (`starting`) each probe's first run comes soon (see `Schedule::starting`); after a reload
+/// the ticks continue from the daemon's `anchor`.
+fn build_entries(
+    config: &Config,
+    anchor: SystemTime,
+    shared: &Shared,
+    starting: bool,
+) -> Vec<Entry> {
     let now = SystemTime::now();
     let mut entries = Vec::new();
     let mut board = Vec::new();
     for p in &config.probe {
-        let schedule = p
-            .schedule
-            .as_ref()
-            .and_then(|s| match Schedule::new(s, anchor) {
-                Ok(s) => Some(s),
+        let compiled = p.schedule.as_ref().and_then(|s| {
+            let made = if starting {
+                Schedule::starting(s, now)
+            } else {
+                Schedule::new(s, anchor).map(|sch| {
+                    let first = next_start(Some(&sch), now);
+                    (sch, first)
+                })
+            };
+            match made {
+                Ok(x) => Some(x),
                 Err(e) => {
                     // Validation has already refused a bad schedule; say so if one slips by.
                     tracing::error!(probe = %p.name, "schedule ignored: {e}");
                     None
                 }
-            });
+            }
+        });
+        let (schedule, next_at) = match compiled {
+            Some((s, first)) => (Some(s), first),
+            None => (None, None),
+        };
         if schedule.is_none() {
             tracing::info!(probe = %p.name, "no schedule: listed, never run by the daemon");
         }
-        let next_at = next_start(schedule.as_ref(), now);
         board.push(ProbeStatus {
             name: p.name.clone(),
             kind: p.kind().to_string(),

@@ -128,10 +128,14 @@ pub fn class_index(status: Option<u16>) -> usize {
 /// Measurements of one step (the `endpoint` label).
 #[derive(Debug, Clone)]
 pub struct StepRecord {
-    /// Latency as the user would see it: from the planned send time in the open model.
+    /// Latency of successful requests as the user would see it: from the planned send time
+    /// in the open model.
     pub latency: Histogram<u64>,
-    /// Service time: from the actual send to the end of the response.
+    /// Service time of successful requests: from the actual send to the end of the response.
     pub service: Histogram<u64>,
+    /// Latency (as `latency` measures it) of failed requests, kept apart so that a target
+    /// that fails fast does not look fast.
+    pub failed: Histogram<u64>,
     pub requests: u64,
     /// Requests by status class: index 1..=5 for 1xx..5xx, 0 for no response.
     pub status_classes: [u64; 6],
@@ -147,6 +151,7 @@ impl StepRecord {
         StepRecord {
             latency: worker_histogram(),
             service: worker_histogram(),
+            failed: worker_histogram(),
             requests: 0,
             status_classes: [0; 6],
             errors: [0; ErrorKind::ALL.len()],
@@ -159,6 +164,7 @@ impl StepRecord {
         // Same bounds on both sides, so `add` cannot fail.
         let _ = self.latency.add(&o.latency);
         let _ = self.service.add(&o.service);
+        let _ = self.failed.add(&o.failed);
         self.requests += o.requests;
         for (a, b) in self.status_classes.iter_mut().zip(o.status_classes) {
             *a += b;
@@ -235,8 +241,12 @@ impl Recorder {
     ) {
         let s = &mut self.steps[step];
         let latency_us = micros(latency).min(MAX_MICROS);
-        record(&mut s.latency, latency_us);
-        record(&mut s.service, micros(service));
+        if error.is_none() {
+            record(&mut s.latency, latency_us);
+            record(&mut s.service, micros(service));
+        } else {
+            record(&mut s.failed, latency_us);
+        }
         s.requests += 1;
         s.bytes += bytes;
         s.status_classes[class_index(status)] += 1;
@@ -274,7 +284,16 @@ impl Recorder {
         let _ = self.send_lag.add(&o.send_lag);
     }
 
-    /// All steps' latencies in one histogram.
+    /// All steps' failed requests' latencies in one histogram.
+    pub fn total_failed(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for s in &self.steps {
+            let _ = h.add(&s.failed);
+        }
+        h
+    }
+
+    /// All steps' successful requests' latencies in one histogram.
     pub fn total_latency(&self) -> Histogram<u64> {
         let mut h = new_histogram();
         for s in &self.steps {
@@ -401,10 +420,15 @@ mod tests {
             a.error_samples[ErrorKind::Timeout.index()].as_deref(),
             Some("late")
         );
+        // The timeout is kept apart from the successful requests' latency.
         let h = a.total_latency();
-        assert_eq!(h.max(), h.highest_equivalent(2_000_000));
+        assert_eq!(h.len(), 100);
+        assert_eq!(h.max(), h.highest_equivalent(100_000));
         let p50 = h.value_at_quantile(0.5) as f64 / 1000.0;
-        assert!((p50 - 51.0).abs() < 0.1, "{p50}");
+        assert!((p50 - 50.0).abs() < 0.1, "{p50}");
+        let failed = a.total_failed();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed.max(), failed.highest_equivalent(2_000_000));
         assert_eq!(a.steps[0].status_classes[2], 100);
         assert_eq!(a.steps[0].status_classes[0], 1);
         // By exact outcome: the 200s and the timeout apart, each in classic buckets.

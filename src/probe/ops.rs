@@ -24,10 +24,13 @@ pub use crate::engine::WeightedChoice;
 /// Measurements of one operation name.
 #[derive(Debug, Clone)]
 struct OpRecord {
-    /// From the planned start (open model) or the actual start (closed model).
+    /// Successful operations, from the planned start (open model) or the actual start
+    /// (closed model).
     latency: Histogram<u64>,
-    /// From the actual start, whatever the model.
+    /// Successful operations, from the actual start, whatever the model.
     service: Histogram<u64>,
+    /// Failed operations, from the same start as `latency`: reported apart.
+    failed: Histogram<u64>,
     count: u64,
     errors: BTreeMap<&'static str, u64>,
 }
@@ -60,6 +63,7 @@ impl OpTally {
                 .map(|_| OpRecord {
                     latency: new_histogram(),
                     service: new_histogram(),
+                    failed: new_histogram(),
                     count: 0,
                     errors: BTreeMap::new(),
                 })
@@ -80,9 +84,13 @@ impl OpTally {
         error: Option<(&'static str, &str)>,
     ) {
         let r = &mut self.ops[op];
-        r.latency.saturating_record(micros(latency));
-        r.service.saturating_record(micros(service));
         r.count += 1;
+        if error.is_some() {
+            r.failed.saturating_record(micros(latency));
+        } else {
+            r.latency.saturating_record(micros(latency));
+            r.service.saturating_record(micros(service));
+        }
         if let Some((kind, message)) = error {
             *r.errors.entry(kind).or_insert(0) += 1;
             self.samples
@@ -103,6 +111,7 @@ impl OpTally {
             // Same bounds on both sides, so `add` cannot fail.
             let _ = a.latency.add(&b.latency);
             let _ = a.service.add(&b.service);
+            let _ = a.failed.add(&b.failed);
             a.count += b.count;
             for (k, n) in &b.errors {
                 *a.errors.entry(k).or_insert(0) += n;
@@ -135,11 +144,13 @@ impl OpTally {
         let errors = self.errors();
         let mut latency = new_histogram();
         let mut service = new_histogram();
+        let mut failed = new_histogram();
         let mut errors_by_kind = BTreeMap::new();
         let mut endpoints = BTreeMap::new();
         for (name, r) in self.names.iter().zip(&self.ops) {
             let _ = latency.add(&r.latency);
             let _ = service.add(&r.service);
+            let _ = failed.add(&r.failed);
             for (k, n) in &r.errors {
                 *errors_by_kind.entry(k.to_string()).or_insert(0) += n;
             }
@@ -164,6 +175,8 @@ impl OpTally {
             offered_rps: offered.map(|(_, r)| round3(r)),
             latency_ms: LatencySummary::from_micros(&latency),
             service_time_ms: LatencySummary::from_micros(&service),
+            failed_latency_ms: (!failed.is_empty()).then(|| LatencySummary::from_micros(&failed)),
+            status_codes: BTreeMap::new(),
             errors_by_kind,
             error_samples: self
                 .samples
@@ -178,6 +191,7 @@ impl OpTally {
                 dropped: self.dropped,
                 planned: offered.map(|(n, _)| n),
                 abandoned: self.abandoned,
+                rate_per_s: None,
             },
             send_lag_ms: self.send_lag.as_ref().map(LatencySummary::from_micros),
             bytes_received: 0,

@@ -34,11 +34,11 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Seed 004's Redis targets (see the constants in `verdict`).
 const REDIS_DEFAULTS: StatDefaults = StatDefaults {
-    rps: verdict::Bands::new(
+    rps: Some(verdict::Bands::new(
         Some(2.0 * verdict::DEFAULT_REDIS_OPS),
         Some(verdict::DEFAULT_REDIS_OPS),
         Some(verdict::DEFAULT_REDIS_OPS / 5.0),
-    ),
+    )),
     p99_ms: verdict::DEFAULT_REDIS_P99_MS,
     mean_ms: Some(verdict::DEFAULT_REDIS_MEAN_MS),
 };
@@ -384,6 +384,8 @@ mod tests {
                 ..Default::default()
             },
             service_time_ms: LatencySummary::default(),
+            failed_latency_ms: None,
+            status_codes: Default::default(),
             errors_by_kind: Default::default(),
             error_samples: Default::default(),
             status_classes: Default::default(),

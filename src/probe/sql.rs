@@ -28,11 +28,11 @@ use crate::verdict::{self, grade_with, Bands, StatDefaults};
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 const SQL_DEFAULTS: StatDefaults = StatDefaults {
-    rps: Bands::new(
+    rps: Some(Bands::new(
         Some(2.0 * verdict::DEFAULT_SQL_QPS),
         Some(verdict::DEFAULT_SQL_QPS),
         Some(verdict::DEFAULT_SQL_QPS / 5.0),
-    ),
+    )),
     p99_ms: verdict::DEFAULT_P99_MS,
     mean_ms: None,
 };

@@ -32,6 +32,10 @@ pub struct ProbeResult {
     pub started_at: String,
     pub duration_s: f64,
     pub grade: Grade,
+    /// Why the run got its grade, in one sentence: the deciding figure and its band (that
+    /// threshold is marked `decides` in `thresholds`), or the reason that forced it.
+    #[serde(default)]
+    pub grade_reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
     /// The kind's own figures (`race`, `pubsub`, …), beside `stats`.
@@ -68,10 +72,11 @@ impl ProbeResult {
         elapsed: std::time::Duration,
         stats: Option<Stats>,
         block: Option<KindBlock>,
-        verdict: Verdict,
+        mut verdict: Verdict,
         notes: Vec<String>,
         detail: RunDetail,
     ) -> ProbeResult {
+        let grade_reason = verdict.decide();
         let mut all: Vec<String> = verdict.forced.iter().map(|(_, w)| w.clone()).collect();
         all.extend(notes);
         ProbeResult {
@@ -81,6 +86,7 @@ impl ProbeResult {
             started_at: rfc3339(started),
             duration_s: round3(elapsed.as_secs_f64()),
             grade: verdict.grade(),
+            grade_reason,
             stats,
             block,
             thresholds: verdict.results,
@@ -172,10 +178,19 @@ pub struct Stats {
     /// Planned arrivals per second (open model); absent for the closed model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered_rps: Option<f64>,
-    /// From the planned send time in the open model; from the actual send in the closed model.
+    /// Successful requests only (a failed request's latency is in `failed_latency_ms`): from
+    /// the planned send time in the open model; from the actual send in the closed model.
     pub latency_ms: LatencySummary,
-    /// From the actual send to the end of the response, whatever the model.
+    /// Successful requests only: from the actual send to the end of the response, whatever
+    /// the model. Beside `latency_ms` it shows the coordinated-omission gap.
     pub service_time_ms: LatencySummary,
+    /// Failed requests (an error of any kind), reported apart so that a target that fails
+    /// fast does not look fast; absent when none failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_latency_ms: Option<LatencySummary>,
+    /// Exact status codes (`"200"`, `"503"`), beside the classes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_codes: BTreeMap<String, u64>,
     pub errors_by_kind: BTreeMap<String, u64>,
     /// The first message seen of each error kind.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -307,13 +322,17 @@ pub struct IterationStats {
     pub failed: u64,
     /// Planned iterations that could not start: the in-flight cap was reached.
     pub dropped: u64,
-    /// Planned iterations (open model).
+    /// Planned iterations (open model); up to the stop when the run was stopped early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned: Option<u64>,
     /// Exchanges in flight when the run was stopped: abandoned unanswered, counted neither as
     /// completed nor as failed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub abandoned: u64,
+    /// Iterations (completed or failed) per second, when an iteration is more than one
+    /// request (steps or a flow): what the open model's plan is compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
 }
 
 fn is_zero(n: &u64) -> bool {

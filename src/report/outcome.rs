@@ -72,6 +72,15 @@ pub fn stats_of(o: &LoadOutcome) -> Stats {
             }
         }
     }
+    // Exact codes from the per-outcome buckets (which hold every request).
+    let mut status_codes = BTreeMap::new();
+    for s in &rec.steps {
+        for x in &s.outcomes {
+            if let Some(code) = x.status {
+                *status_codes.entry(code.to_string()).or_insert(0) += x.buckets.count();
+            }
+        }
+    }
     let mut endpoints = BTreeMap::new();
     for (name, s) in o.step_names.iter().zip(&rec.steps) {
         // Two steps may share a name; their numbers then add up under it.
@@ -97,9 +106,14 @@ pub fn stats_of(o: &LoadOutcome) -> Stats {
         offered_rps: o.planned.map(|(_, r)| round3(r)),
         latency_ms: LatencySummary::from_micros(&rec.total_latency()),
         service_time_ms: LatencySummary::from_micros(&rec.total_service()),
+        failed_latency_ms: {
+            let failed = rec.total_failed();
+            (!failed.is_empty()).then(|| LatencySummary::from_micros(&failed))
+        },
         errors_by_kind: kinds_map(&by_kind),
         error_samples,
         status_classes,
+        status_codes,
         iterations: IterationStats {
             started: rec.iterations_started,
             completed: rec.iterations_completed,
@@ -107,6 +121,8 @@ pub fn stats_of(o: &LoadOutcome) -> Stats {
             dropped: rec.dropped,
             planned: o.planned.map(|(n, _)| n),
             abandoned: rec.abandoned,
+            rate_per_s: (o.step_names.len() > 1 && secs > 0.0)
+                .then(|| round3((rec.iterations_completed + rec.iterations_failed) as f64 / secs)),
         },
         send_lag_ms: o
             .planned

@@ -1,9 +1,16 @@
-//! The terminal summary: one table row per probe run, then what went wrong, in words.
+//! The terminal summary: one table row per probe run, then each run in detail — why it got its
+//! grade, latency of successful requests from the planned send beside service time (the
+//! coordinated-omission gap), failed requests apart, status codes, errors by kind with a
+//! sample, per-endpoint rows, and every threshold with ✓/✗ and its band.
+//!
+//! This module formats a finished result; it never measures, grades or decides colour by
+//! itself (the caller says whether the output is a terminal).
 
 use super::terminal::escape_name;
 use std::fmt::Write as _;
 
-use super::ProbeResult;
+use super::{LatencySummary, ProbeResult, Stats};
+use crate::verdict::Grade;
 
 /// One line of a race's round counts and timing.
 fn race_line(r: &super::RaceStats) -> String {
@@ -96,8 +103,128 @@ fn operations_table(s: &super::Stats) -> String {
     t
 }
 
-/// Renders the summary table of several results.
+/// Renders the summary of several results, without colour.
 pub fn render(results: &[ProbeResult]) -> String {
+    render_with(results, false)
+}
+
+/// The grade word, coloured when `colour` is on (green good, yellow warning, red critical).
+fn grade_word(g: Grade, colour: bool, width: usize) -> String {
+    let word = format!("{:<width$}", g.as_str());
+    if !colour {
+        return word;
+    }
+    let code = match g {
+        Grade::Excellent | Grade::Good => "32",
+        Grade::Warning => "33",
+        Grade::Critical => "31",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
+}
+
+fn latency_row(l: &LatencySummary) -> String {
+    format!(
+        "min {:.2}  mean {:.2}  p50 {:.2}  p90 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2} ms",
+        l.min, l.mean, l.p50, l.p90, l.p95, l.p99, l.max
+    )
+}
+
+/// The detail lines of a run's request statistics.
+fn stats_lines(r: &ProbeResult, s: &Stats, lines: &mut Vec<String>) {
+    let mut req = format!(
+        "requests    {} in {:.1} s ({:.1}/s",
+        s.requests, r.duration_s, s.rps
+    );
+    if let Some(o) = s.offered_rps {
+        let _ = write!(req, ", planned {o:.1}/s");
+    }
+    if let Some(i) = s.iterations.rate_per_s {
+        let _ = write!(req, "; {i:.1} iterations/s");
+    }
+    let _ = write!(
+        req,
+        "), {} failed ({:.2} %)",
+        s.errors,
+        s.error_rate * 100.0
+    );
+    lines.push(req);
+    if s.requests > s.errors {
+        let open = s.offered_rps.is_some();
+        let from = if open {
+            "from the planned send"
+        } else {
+            "from the send"
+        };
+        lines.push(format!(
+            "latency     {}   ({from}, successful requests)",
+            latency_row(&s.latency_ms)
+        ));
+        lines.push(format!(
+            "service     {}   (from the actual send)",
+            latency_row(&s.service_time_ms)
+        ));
+        if open {
+            let gap = s.latency_ms.p99 - s.service_time_ms.p99;
+            lines.push(format!(
+                "queueing    p99 {:.2} ms from the plan vs {:.2} ms of service: {:.2} ms spent \
+                 waiting behind the plan (what coordinated omission would hide)",
+                s.latency_ms.p99, s.service_time_ms.p99, gap
+            ));
+        }
+    }
+    if let Some(f) = &s.failed_latency_ms {
+        lines.push(format!(
+            "failed      {}   (failed requests, apart)",
+            latency_row(f)
+        ));
+    }
+    let codes = if s.status_codes.is_empty() {
+        &s.status_classes
+    } else {
+        &s.status_codes
+    };
+    if !codes.is_empty() {
+        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+        let none = s.status_classes.get("none").copied().unwrap_or(0);
+        let mut t = format!("status      {}", list.join(", "));
+        if none > 0 && !s.status_codes.is_empty() {
+            let _ = write!(t, ", no response ×{none}");
+        }
+        lines.push(t);
+    }
+    for (kind, n) in &s.errors_by_kind {
+        let sample = s.error_samples.get(kind).map(String::as_str).unwrap_or("");
+        lines.push(format!("error       {n} {kind} error(s): {sample}"));
+    }
+    if s.iterations.dropped > 0 {
+        lines.push(format!(
+            "dropped     {} planned iteration(s) could not start: the in-flight cap was reached",
+            s.iterations.dropped
+        ));
+    }
+    if s.endpoints.len() > 1 && r.kind != crate::config::Kind::Benchmark {
+        let w = s
+            .endpoints
+            .keys()
+            .map(|k| k.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        lines.push(format!(
+            "endpoints   {:<w$}  {:>8}  {:>7}  {:>9}  {:>9}  {:>9}",
+            "endpoint", "requests", "errors", "p50 ms", "p95 ms", "p99 ms"
+        ));
+        for (name, e) in &s.endpoints {
+            lines.push(format!(
+                "            {:<w$}  {:>8}  {:>7}  {:>9.2}  {:>9.2}  {:>9.2}",
+                name, e.requests, e.errors, e.latency_ms.p50, e.latency_ms.p95, e.latency_ms.p99
+            ));
+        }
+    }
+}
+
+/// Renders the summary: a table row per run, then each run's details.
+pub fn render_with(results: &[ProbeResult], colour: bool) -> String {
     let mut out = String::new();
     let name_w = results
         .iter()
@@ -115,9 +242,9 @@ pub fn render(results: &[ProbeResult]) -> String {
             Some(s) => {
                 let _ = writeln!(
                     out,
-                    "{:<name_w$}  {:<9}  {:>9}  {:>9.1}  {:>9.2}  {:>9.2}  {:>9.2}  {:>16}",
+                    "{:<name_w$}  {}  {:>9}  {:>9.1}  {:>9.2}  {:>9.2}  {:>9.2}  {:>16}",
                     escape_name(&r.probe),
-                    r.grade.as_str(),
+                    grade_word(r.grade, colour, 9),
                     s.requests,
                     s.rps,
                     s.latency_ms.p50,
@@ -129,26 +256,20 @@ pub fn render(results: &[ProbeResult]) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "{:<name_w$}  {:<9}",
+                    "{:<name_w$}  {}",
                     escape_name(&r.probe),
-                    r.grade.as_str()
+                    grade_word(r.grade, colour, 9)
                 );
             }
         }
     }
     for r in results {
         let mut lines = Vec::new();
+        if !r.grade_reason.is_empty() {
+            lines.push(format!("why         {}", r.grade_reason));
+        }
         if let Some(s) = &r.stats {
-            for (kind, n) in &s.errors_by_kind {
-                let sample = s.error_samples.get(kind).map(String::as_str).unwrap_or("");
-                lines.push(format!("{n} {kind} error(s): {sample}"));
-            }
-            if s.iterations.dropped > 0 {
-                lines.push(format!(
-                    "{} planned iteration(s) could not start: the in-flight cap was reached",
-                    s.iterations.dropped
-                ));
-            }
+            stats_lines(r, s, &mut lines);
         }
         if let Some(race) = r.race() {
             lines.push(race_line(race));
@@ -162,11 +283,31 @@ pub fn render(results: &[ProbeResult]) -> String {
             }
         }
         for t in &r.thresholds {
-            if t.grade >= crate::verdict::Grade::Warning {
-                lines.push(format!("{} = {} is {}", t.metric, t.value, t.grade));
+            let ok = t.grade <= Grade::Good;
+            let mark = match (ok, colour) {
+                (true, true) => "\x1b[32m✓\x1b[0m",
+                (true, false) => "✓",
+                (false, true) => "\x1b[31m✗\x1b[0m",
+                (false, false) => "✗",
+            };
+            let decides = if t.decides {
+                "  ← decides the grade"
+            } else {
+                ""
+            };
+            lines.push(format!(
+                "threshold   {mark} {:<16} {:>14}  {}{decides}",
+                t.metric,
+                t.value_text(),
+                t.band_text()
+            ));
+        }
+        for n in &r.notes {
+            // The forced reasons open the notes and are already the grade's reason.
+            if !r.grade_reason.ends_with(n.as_str()) {
+                lines.push(format!("note        {n}"));
             }
         }
-        lines.extend(r.notes.iter().cloned());
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{}:", escape_name(&r.probe));
             for l in lines {

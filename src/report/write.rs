@@ -195,6 +195,7 @@ mod tests {
             started_at: "2026-11-26T00:00:00Z".into(),
             duration_s: 1.0,
             grade: crate::verdict::Grade::Good,
+            grade_reason: String::new(),
             stats: None,
             block: None,
             thresholds: Vec::new(),

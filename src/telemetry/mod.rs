@@ -624,6 +624,7 @@ mod tests {
             started_at: "2026-11-26T00:00:00Z".into(),
             duration_s: 1.0,
             grade: Grade::Critical,
+            grade_reason: String::new(),
             stats: None,
             block: Some(crate::report::KindBlock::Race(crate::report::RaceStats {
                 rounds: 10,

@@ -73,6 +73,83 @@ pub struct ThresholdResult {
     pub grade: Grade,
     /// The bands the value was held to.
     pub bands: Bands,
+    /// Whether lower values are better (latency, errors) or higher (throughput).
+    #[serde(default)]
+    pub lower_better: bool,
+    /// This metric set the run's grade (the first of the worst).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decides: bool,
+}
+
+impl ThresholdResult {
+    /// The band the value fell in, in words: `good (< 500)` or `warning (500–2000)`.
+    pub fn band_text(&self) -> String {
+        format!(
+            "{} ({})",
+            self.grade,
+            band_range(&self.bands, self.grade, self.lower_better)
+        )
+    }
+
+    /// The value with the metric's unit (`52.1 ms`, `0.20 %`, `480 req/s`).
+    pub fn value_text(&self) -> String {
+        with_unit(&self.metric, self.value)
+    }
+}
+
+/// Formats a number without trailing zeros (`500`, `0.001`, `2.5`), to at most 3 decimals.
+pub fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        let t = s.trim_end_matches('0').trim_end_matches('.');
+        if t == "0" || t == "-0" {
+            format!("{v:.2e}")
+        } else {
+            t.to_string()
+        }
+    }
+}
+
+/// A metric's value with its unit, ratios as percentages.
+pub fn with_unit(metric: &str, v: f64) -> String {
+    if metric.ends_with("_rate") || metric.ends_with("_ratio") {
+        format!("{} %", number(v * 100.0))
+    } else if metric == "rps" || metric.ends_with("_per_s") || metric.ends_with("ops") {
+        format!("{}/s", number(v))
+    } else if metric.starts_with('p') && metric[1..].chars().all(|c| c.is_ascii_digit())
+        || metric.ends_with("_ms")
+        || metric == "mean"
+    {
+        format!("{} ms", number(v))
+    } else {
+        number(v)
+    }
+}
+
+/// The range of `grade`'s band in `bands`, in words (`< 500`, `500–2000`, `> 2000`).
+pub fn band_range(bands: &Bands, grade: Grade, lower_better: bool) -> String {
+    let (lt, gt) = if lower_better { ("<", ">") } else { (">", "<") };
+    let (ex, good, warn) = (bands.excellent, bands.good, bands.warning);
+    let range = |a: f64, b: f64| format!("{}–{}", number(a.min(b)), number(a.max(b)));
+    let text = match grade {
+        Grade::Excellent => ex.map(|b| format!("{lt} {}", number(b))),
+        Grade::Good => match (ex, good) {
+            (Some(e), Some(g)) => Some(range(e, g)),
+            (None, Some(g)) => Some(format!("{lt} {}", number(g))),
+            (Some(e), None) => Some(format!("not {lt} {}", number(e))),
+            (None, None) => None,
+        },
+        Grade::Warning => match (good.or(ex), warn) {
+            (Some(g), Some(w)) => Some(range(g, w)),
+            (None, Some(w)) => Some(format!("up to {}", number(w))),
+            (Some(g), None) => Some(format!("beyond {}", number(g))),
+            (None, None) => None,
+        },
+        Grade::Critical => warn.or(good).or(ex).map(|b| format!("{gt} {}", number(b))),
+    };
+    text.unwrap_or_else(|| "no bounds".into())
 }
 
 /// Grades accumulated over a run's metrics.
@@ -81,6 +158,9 @@ pub struct Verdict {
     pub results: Vec<ThresholdResult>,
     /// Reasons that force the grade regardless of thresholds (no request completed, …).
     pub forced: Vec<(Grade, String)>,
+    /// Figures left ungraded on purpose and why (a closed-model run's throughput without a
+    /// `target_rps`): part of the grade's reason, never of the grade.
+    pub remarks: Vec<String>,
 }
 
 impl Verdict {
@@ -90,6 +170,8 @@ impl Verdict {
             value,
             grade: bands.grade_lower_better(value),
             bands,
+            lower_better: true,
+            decides: false,
         });
     }
     pub fn higher_better(&mut self, metric: &str, value: f64, bands: Bands) {
@@ -98,7 +180,13 @@ impl Verdict {
             value,
             grade: bands.grade_higher_better(value),
             bands,
+            lower_better: false,
+            decides: false,
         });
+    }
+    /// A figure reported but deliberately not graded, with why (shown in the grade's reason).
+    pub fn remark(&mut self, why: impl Into<String>) {
+        self.remarks.push(why.into());
     }
     pub fn force(&mut self, grade: Grade, why: impl Into<String>) {
         self.forced.push((grade, why.into()));
@@ -114,22 +202,59 @@ impl Verdict {
             .max();
         worst.unwrap_or(Grade::Critical)
     }
+
+    /// Marks the metric that decided the grade (the first of the worst; none when a forced
+    /// reason is at least as bad) and says in one sentence why the run got its grade.
+    pub fn decide(&mut self) -> String {
+        let grade = self.grade();
+        let forced = self.forced.iter().find(|f| f.0 == grade);
+        let mut reason = match forced {
+            Some((g, why)) => format!("{g}: {why}"),
+            None => match self.results.iter_mut().find(|r| r.grade == grade) {
+                Some(r) => {
+                    r.decides = true;
+                    let mut t = format!(
+                        "{grade}: {} {} is in its {grade} band ({})",
+                        r.metric,
+                        r.value_text(),
+                        band_range(&r.bands, r.grade, r.lower_better)
+                    );
+                    if grade == Grade::Good && r.bands.excellent.is_none() {
+                        t.push_str(&format!(
+                            " and {} has no excellent band, so good is the best it can grade",
+                            r.metric
+                        ));
+                    }
+                    t
+                }
+                None => format!("{grade}: nothing was graded"),
+            },
+        };
+        for r in &self.remarks {
+            reason.push_str("; ");
+            reason.push_str(r);
+        }
+        reason
+    }
 }
 
 /// Default bands of the metrics every request-counting kind is graded on, where its
 /// thresholds say nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct StatDefaults {
-    /// Throughput when the probe states no `target_rps` and has no planned rate.
-    pub rps: Bands,
+    /// Throughput when the probe states no `target_rps` and has no planned rate; `None`
+    /// leaves such a run's throughput ungraded (a closed model's rate is the target's answer
+    /// to its users, not a figure with an absolute meaning).
+    pub rps: Option<Bands>,
     pub p99_ms: Bands,
     /// Mean latency, graded only where a seed names it (Redis: 5 ms).
     pub mean_ms: Option<Bands>,
 }
 
-/// The seed table of DESIGN.md, for HTTP load.
+/// The seed table of DESIGN.md, for HTTP load, without its absolute throughput bands: a
+/// closed-model run is graded on throughput only against a stated `target_rps`.
 pub const HTTP_DEFAULTS: StatDefaults = StatDefaults {
-    rps: DEFAULT_RPS,
+    rps: None,
     p99_ms: DEFAULT_P99_MS,
     mean_ms: None,
 };
@@ -151,13 +276,31 @@ pub fn grade_with(
         v.force(Grade::Critical, "no request completed");
         return v;
     }
-    let rps_bands = t.rps.unwrap_or_else(|| match (target_rps, s.offered_rps) {
-        (Some(target), _) => rps_bands_for_target(target),
-        (None, Some(offered)) => rps_bands_for_plan(offered),
-        (None, None) => defaults.rps,
-    });
-    v.higher_better("rps", s.rps, rps_bands);
-    v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(defaults.p99_ms));
+    // Throughput: an explicit band, a stated target, the run's own plan, or the kind's
+    // default. A flow's plan counts iterations, so its iterations are compared with it.
+    match (t.rps, target_rps, s.offered_rps, s.iterations.rate_per_s) {
+        (Some(b), ..) => v.higher_better("rps", s.rps, b),
+        (None, Some(target), ..) => v.higher_better("rps", s.rps, rps_bands_for_target(target)),
+        (None, None, Some(offered), Some(iter_rate)) => {
+            v.higher_better("iterations_per_s", iter_rate, rps_bands_for_plan(offered))
+        }
+        (None, None, Some(offered), None) => {
+            v.higher_better("rps", s.rps, rps_bands_for_plan(offered))
+        }
+        (None, None, None, _) => match defaults.rps {
+            Some(b) => v.higher_better("rps", s.rps, b),
+            None => v.remark(format!(
+                "throughput ({} req/s) not graded: a closed-model run without `target_rps`",
+                number(s.rps)
+            )),
+        },
+    }
+    // The headline latency is that of successful requests; a run where none succeeded has
+    // no latency to grade (its error rate says the rest).
+    let succeeded = s.requests > s.errors;
+    if succeeded {
+        v.lower_better("p99", s.latency_ms.p99, t.p99_ms.unwrap_or(defaults.p99_ms));
+    }
     v.lower_better(
         "error_rate",
         s.error_rate,
@@ -170,7 +313,7 @@ pub fn grade_with(
         ("mean", t.mean_ms.or(defaults.mean_ms), s.latency_ms.mean),
     ];
     for (name, bands, value) in optional {
-        if let Some(b) = bands {
+        if let Some(b) = bands.filter(|_| succeeded) {
             v.lower_better(name, value, b);
         }
     }
@@ -189,6 +332,33 @@ pub fn grade_with(
 mod tests {
     use super::*;
     use crate::config::Problems;
+
+    #[test]
+    fn the_reason_names_the_deciding_figure_and_its_band() {
+        let mut v = Verdict::default();
+        v.lower_better("p99", 52.1, DEFAULT_P99_MS);
+        v.lower_better("error_rate", 0.0, DEFAULT_ERROR_RATE);
+        let why = v.decide();
+        assert_eq!(
+            why,
+            "good: p99 52.1 ms is in its good band (< 500) and p99 has no excellent band, \
+             so good is the best it can grade"
+        );
+        assert!(v.results[0].decides && !v.results[1].decides);
+        let mut v = Verdict::default();
+        v.lower_better("p99", 52.1, DEFAULT_P99_MS);
+        v.lower_better("error_rate", 0.005, DEFAULT_ERROR_RATE);
+        v.remark("throughput not graded");
+        assert_eq!(
+            v.decide(),
+            "warning: error_rate 0.5 % is in its warning band (0.001–0.01); throughput not graded"
+        );
+        assert!(v.results[1].decides);
+        assert_eq!(v.results[1].band_text(), "warning (0.001–0.01)");
+        let r = rps_bands_for_plan(100.0);
+        assert_eq!(band_range(&r, Grade::Critical, false), "< 50");
+        assert_eq!(band_range(&r, Grade::Good, false), "> 95");
+    }
 
     #[test]
     fn seed_table_bands() {
