@@ -114,6 +114,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         report: config::ReportConfig { dir: String::new() },
         daemon: Default::default(),
         otlp: Default::default(),
+        guardrails: Default::default(),
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();

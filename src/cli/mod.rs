@@ -92,6 +92,10 @@ pub struct OnceArgs {
     /// Write the result documents to this file, one JSON document per line.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print each probe's plan (requests, peak rate, duration, hosts, guardrails) and send
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ pub fn run_with_progress(cfg: &Config, probe: &ProbeConfig, stop: &Arc<AtomicBoo
         stop: stop.clone(),
         on_start: None,
         trace: None,
+        guard: None,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;

@@ -6,9 +6,11 @@
 //! anything: it only reads, checks and describes.
 
 mod benchmark;
+mod capacity;
 mod daemon;
 mod duration;
 mod flow;
+mod guardrails;
 mod load;
 mod otlp;
 mod probe;
@@ -27,12 +29,14 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use benchmark::{BenchmarkConfig, OperationConfig};
+pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
 };
+pub use guardrails::{AbortConfig, GuardrailsConfig};
 pub use load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use probe::{Kind, PathError, ProbeConfig, ProbeSpec};
@@ -66,6 +70,9 @@ pub struct Config {
     /// OTLP export of metrics and traces.
     #[serde(default)]
     pub otlp: OtlpConfig,
+    /// Safety limits of every load-generating probe: allowlist, caps, aborts, pause, blackout.
+    #[serde(default)]
+    pub guardrails: GuardrailsConfig,
 }
 
 /// A system under test.
@@ -172,6 +179,7 @@ impl Config {
     pub fn validate(&mut self, problems: &mut Problems) {
         self.daemon.validate(problems);
         self.otlp.validate(problems);
+        self.guardrails.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");

@@ -6,6 +6,7 @@
 //! grace period → they are stopped and return what they measured → results are recorded →
 //! exit 0. A probe that fails is data; nothing a target does can stop the daemon.
 
+mod guard;
 mod http;
 pub mod notify;
 pub mod schedule;
@@ -54,6 +55,8 @@ pub struct Shared {
     ready: AtomicBool,
     /// Bearer token the listing endpoints require.
     token: Mutex<Option<String>>,
+    /// The guardrails' live state (pause flag, blackouts); replaced on reload.
+    guard: Mutex<Arc<crate::probe::guard::Guard>>,
 }
 
 /// A probe as `/api/v1/probes` and the status page show it.
@@ -82,7 +85,22 @@ impl Shared {
             heartbeat_ms: AtomicU64::new(unix_ms()),
             ready: AtomicBool::new(false),
             token: Mutex::new(token_of(config)),
+            guard: Mutex::new(Arc::new(crate::probe::guard::Guard::new(
+                &config.guardrails,
+            ))),
         }
+    }
+
+    /// The guardrails' current state.
+    pub fn guard(&self) -> Arc<crate::probe::guard::Guard> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New guardrail settings (reload); the pause flag carries over.
+    fn reconfigure_guard(&self, cfg: &crate::config::GuardrailsConfig) {
+        let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        let next = Arc::new(g.reconfigured(cfg));
+        *g = next;
     }
 
     fn beat(&self) {
