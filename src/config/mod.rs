@@ -48,7 +48,7 @@ pub use request::{
 };
 pub use secret::Secret;
 pub use stores::{RedisConfig, SqlConfig, SqlQueryConfig};
-pub use thresholds::{Bands, Grade, ThresholdsConfig};
+pub use thresholds::{Bands, Grade, Profile, ThresholdsConfig};
 pub use url::{parse_base_url, redact_url, BaseUrl, Userinfo};
 
 /// The whole configuration file.
@@ -229,6 +229,7 @@ impl Config {
                     problems.push(format!("{path}.target_rps"), "must be greater than 0");
                 }
             }
+            p.thresholds.apply_profile();
             p.thresholds
                 .validate(&format!("{path}.thresholds"), problems);
             if let Some(s) = &p.schedule {

@@ -153,11 +153,16 @@ pub fn load_str(
                     config.otlp = o;
                 }
             }
+            "guardrails" => {
+                if let Some(g) = typed(v, "guardrails", &mut errors) {
+                    config.guardrails = g;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
-                message:
-                    "unknown section, expected one of `target`, `probe`, `report`, `daemon`, `otlp`"
-                        .into(),
+                message: "unknown section, expected one of `target`, `probe`, `report`, \
+                          `daemon`, `otlp`, `guardrails`"
+                    .into(),
                 line: None,
             }),
         }

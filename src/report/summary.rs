@@ -73,8 +73,8 @@ fn capacity_lines(c: &super::CapacityStats) -> String {
     );
     let _ = write!(
         t,
-        "\n  {:>9}  {:>9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:<6}  {}",
-        "offered", "achieved", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "step", "verdict"
+        "\n  {:>9}  {:>9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:<6}  verdict",
+        "offered", "achieved", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "step"
     );
     for s in &c.steps {
         let verdict = if s.passed {
