@@ -10,6 +10,7 @@
 //! stops accepting, lets open connections finish for a moment, and exits 0.
 
 mod calls;
+mod capacity;
 mod catalog;
 mod events;
 mod orders;

@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::calls::{self, Calls};
+use crate::capacity::{self, Capacity};
 use crate::catalog::Catalog;
 use crate::events::{self, Events};
 use crate::orders::{self, Orders};
@@ -57,6 +58,8 @@ pub struct App {
     calls: Calls,
     /// The event fan-out behind `/ws/events` and `/events`.
     events: Events,
+    /// Services of known capacity behind `/capacity`, and their counters.
+    capacity: Capacity,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -100,6 +103,7 @@ impl App {
             orders,
             calls: Calls::default(),
             events,
+            capacity: Capacity::default(),
         })
     }
 
@@ -135,6 +139,13 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     if calls::owns(path) {
         return calls::respond(&app.calls, &parts.method, path, body).await;
+    }
+    if capacity::owns(path) {
+        return if read {
+            capacity::respond(&app.capacity, &app.timer, path, query).await
+        } else {
+            reply::method_not_allowed("GET, HEAD")
+        };
     }
     let known = matches!(
         path,

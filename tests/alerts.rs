@@ -13,6 +13,7 @@ const DESIGN_METRICS: &[&str] = &[
     "plimsoll_probe_last_run_timestamp_seconds",
     "plimsoll_probe_runs_total",
     "plimsoll_probe_skipped_total",
+    "plimsoll_probe_aborts_total",
     "plimsoll_http_request_duration_seconds_bucket",
     "plimsoll_http_request_duration_seconds_sum",
     "plimsoll_http_request_duration_seconds_count",

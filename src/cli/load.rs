@@ -161,6 +161,7 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         daemon: Default::default(),
         otlp: Default::default(),
         limits: Default::default(),
+        guardrails: Default::default(),
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();

@@ -93,6 +93,10 @@ pub struct OnceArgs {
     /// with the summary on stderr).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print each probe's plan (requests, peak rate, duration, hosts, guardrails) and send
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

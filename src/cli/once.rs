@@ -6,7 +6,36 @@ use std::sync::atomic::Ordering;
 use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{print_config_errors, stdout, Exit, OnceArgs};
 use crate::config::{self, ProbeConfig};
+use crate::probe::guard;
 use crate::report;
+
+/// The plan of each probe, as `--dry-run` prints it: nothing is sent.
+fn dry_run(cfg: &config::Config, probes: &[&ProbeConfig]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("dry run: nothing is sent\n");
+    for p in probes {
+        let plan = guard::plan(cfg, p);
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "depends on the target".into());
+        let _ = writeln!(
+            out,
+            "\n{} ({}):\n  requests:  {}\n  peak rate: {}\n  duration:  {}\n  hosts:     {}",
+            p.name,
+            p.kind(),
+            opt(plan.requests.map(|n| format!("{n}"))),
+            opt(plan.peak_rps.map(|r| format!("{r} req/s"))),
+            opt(plan.duration.map(|d| format!("{:.1} s", d.as_secs_f64()))),
+            if plan.hosts.is_empty() {
+                "none (not HTTP)".to_string()
+            } else {
+                plan.hosts.join(", ")
+            }
+        );
+        for g in plan.guardrails {
+            let _ = writeln!(out, "  guardrail: {g}");
+        }
+    }
+    out
+}
 
 pub fn once(a: OnceArgs) -> Exit {
     let cfg = match config::load_file(&a.config) {
@@ -35,6 +64,10 @@ pub fn once(a: OnceArgs) -> Exit {
     if selected.is_empty() {
         eprintln!("{}: no probe to run", a.config.display());
         return Exit::Usage;
+    }
+    if a.dry_run {
+        stdout(&dry_run(&cfg, &selected));
+        return Exit::Success;
     }
     // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
     // before the command exits.

@@ -149,6 +149,7 @@ pub fn run_with_progress(
         stop: stop.clone(),
         on_start: None,
         trace,
+        guard: None,
     };
     let done = Arc::new(AtomicBool::new(false));
     let mut drawer = None;

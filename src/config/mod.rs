@@ -6,9 +6,11 @@
 //! anything: it only reads, checks and describes.
 
 mod benchmark;
+mod capacity;
 mod daemon;
 mod duration;
 mod flow;
+mod guardrails;
 mod limits;
 mod load;
 mod otlp;
@@ -28,12 +30,14 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use benchmark::{BenchmarkConfig, OperationConfig};
+pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
 };
+pub use guardrails::{AbortConfig, GuardrailsConfig};
 pub use limits::{Ceiling, Limits, HARD_MAX_DURATION, HARD_MAX_RATE, MAX_CONFIG_BYTES};
 pub use load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use otlp::{OtlpConfig, OtlpProtocol};
@@ -49,7 +53,7 @@ pub use request::{
 };
 pub use secret::Secret;
 pub use stores::{RedisConfig, SqlConfig, SqlQueryConfig};
-pub use thresholds::{Bands, Grade, ThresholdsConfig};
+pub use thresholds::{Bands, Grade, Profile, ThresholdsConfig};
 pub use url::{parse_base_url, redact_url, BaseUrl, Userinfo};
 
 /// The whole configuration file.
@@ -74,6 +78,9 @@ pub struct Config {
     /// Ceilings of every rate, count, size and duration; raise one to allow more.
     #[serde(default)]
     pub limits: Limits,
+    /// Safety limits of every load-generating probe: allowlist, caps, aborts, pause, blackout.
+    #[serde(default)]
+    pub guardrails: GuardrailsConfig,
 }
 
 /// A system under test.
@@ -189,6 +196,7 @@ impl Config {
         };
         self.daemon.validate(&limits, problems);
         self.otlp.validate(&limits, problems);
+        self.guardrails.validate(problems);
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");
@@ -236,6 +244,7 @@ impl Config {
             if let Some(r) = p.target_rps {
                 limits.check_rate(format!("{path}.target_rps"), r, false, problems);
             }
+            p.thresholds.apply_profile();
             p.thresholds
                 .validate(&format!("{path}.thresholds"), problems);
             if let Some(s) = &p.schedule {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    BenchmarkConfig, Limits, LoadConfig, Problems, PubsubConfig, RaceConfig, RedisConfig,
-    ScheduleConfig, SqlConfig, ThresholdsConfig,
+    BenchmarkConfig, CapacityConfig, Limits, LoadConfig, Problems, PubsubConfig, RaceConfig,
+    RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
 };
 
 /// The probe kinds. Each name is also the name of the kind's table (`[probe.load]`).
@@ -24,6 +24,7 @@ pub enum Kind {
     Redis,
     Pubsub,
     Sql,
+    Capacity,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
         Kind::Redis,
         Kind::Pubsub,
         Kind::Sql,
+        Kind::Capacity,
     ];
 
     /// The `kind` value and table name.
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Redis => "redis",
             Kind::Pubsub => "pubsub",
             Kind::Sql => "sql",
+            Kind::Capacity => "capacity",
         }
     }
 
@@ -58,7 +61,7 @@ impl Kind {
     /// other probes of the same target, and is held by the target guardrails).
     pub fn loads_target(self) -> bool {
         match self {
-            Kind::Load | Kind::Race | Kind::Benchmark | Kind::Pubsub => true,
+            Kind::Load | Kind::Race | Kind::Benchmark | Kind::Pubsub | Kind::Capacity => true,
             Kind::Redis | Kind::Sql => false,
         }
     }
@@ -81,6 +84,7 @@ pub enum ProbeSpec {
     Redis(RedisConfig),
     Pubsub(PubsubConfig),
     Sql(SqlConfig),
+    Capacity(CapacityConfig),
 }
 
 impl ProbeSpec {
@@ -92,6 +96,7 @@ impl ProbeSpec {
             ProbeSpec::Redis(_) => Kind::Redis,
             ProbeSpec::Pubsub(_) => Kind::Pubsub,
             ProbeSpec::Sql(_) => Kind::Sql,
+            ProbeSpec::Capacity(_) => Kind::Capacity,
         }
     }
 
@@ -104,6 +109,7 @@ impl ProbeSpec {
             Kind::Redis => ProbeSpec::Redis(de(v)?),
             Kind::Pubsub => ProbeSpec::Pubsub(de(v)?),
             Kind::Sql => ProbeSpec::Sql(de(v)?),
+            Kind::Capacity => ProbeSpec::Capacity(de(v)?),
         })
     }
 
@@ -151,6 +157,12 @@ impl ProbeSpec {
             ProbeSpec::Redis(r) => r.validate(&at, limits, problems),
             ProbeSpec::Pubsub(p) => p.validate(&at, has_target, limits, problems),
             ProbeSpec::Sql(s) => s.validate(&at, limits, problems),
+            ProbeSpec::Capacity(c) => {
+                c.validate(&at, problems);
+                if !has_target {
+                    require_absolute_url(&c.request.url, format!("{at}.request.url"), problems);
+                }
+            }
         }
     }
 }
@@ -187,7 +199,7 @@ pub struct ProbeConfig {
 struct CommonFields {
     /// Unique name; it labels every metric and result of this probe.
     name: String,
-    /// Probe kind: `load`, `race`, `benchmark`, `redis`, `pubsub` or `sql`.
+    /// Probe kind: `load`, `race`, `benchmark`, `redis`, `pubsub`, `sql` or `capacity`.
     #[allow(dead_code)]
     kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.

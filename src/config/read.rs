@@ -237,10 +237,15 @@ fn load_str_in(
                     config.limits = l;
                 }
             }
+            "guardrails" => {
+                if let Some(g) = typed(v, "guardrails", &mut errors) {
+                    config.guardrails = g;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
                 message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`, \
-                     `otlp`, `limits`"
+                     `otlp`, `limits`, `guardrails`"
                     .into(),
                 line: None,
             }),

@@ -128,6 +128,11 @@ impl Bands {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdsConfig {
+    /// A ready set of thresholds for a deployment size (seed 001): `development`, `staging`,
+    /// `production` or `enterprise`. It fills `rps`, `p99_ms` and `win_rate` where they are
+    /// not given here.
+    #[serde(default)]
+    pub profile: Option<Profile>,
     /// Achieved requests per second (higher is better). Default: seed table, or `target_rps`.
     #[serde(default)]
     pub rps: Option<Bands>,
@@ -191,7 +196,57 @@ pub struct ThresholdsConfig {
     pub delivery_p99_ms: Option<Bands>,
 }
 
+/// Seed 001's "performance targets by deployment size".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A single server: webhook RPS > 100, p99 < 2000 ms, vendor win rate > 99 %.
+    Development,
+    /// 2–3 servers: RPS > 200, p99 < 1000 ms, win rate 100 %.
+    Staging,
+    /// 5+ servers: RPS > 500, p99 < 500 ms, win rate 100 %.
+    Production,
+    /// 10+ servers: RPS > 1000, p99 < 200 ms, win rate 100 %.
+    Enterprise,
+}
+
+impl Profile {
+    /// The seed's targets: (requests per second, p99 in ms, least share of single winners).
+    pub fn targets(self) -> (f64, f64, f64) {
+        match self {
+            Profile::Development => (100.0, 2000.0, 0.99),
+            Profile::Staging => (200.0, 1000.0, 1.0),
+            Profile::Production => (500.0, 500.0, 1.0),
+            Profile::Enterprise => (1000.0, 200.0, 1.0),
+        }
+    }
+
+    /// The profile's bands. Throughput: the target is the good bound, twice it excellent, a
+    /// fifth of it the end of warning (the design table's shape: 500 / 1000 / 100). p99: the
+    /// target is the good bound and four times it the end of warning (the table's 500 / 2000).
+    /// Win rate: the target is the good bound (100 % means not one round lost, below one in
+    /// a billion), and 95 % ends warning as in the design table.
+    pub fn bands(self) -> (Bands, Bands, Bands) {
+        let (rps, p99, win) = self.targets();
+        (
+            Bands::new(Some(2.0 * rps), Some(rps), Some(rps / 5.0)),
+            Bands::new(None, Some(p99), Some(4.0 * p99)),
+            Bands::new(None, Some(win.min(1.0 - 1e-9)), Some(0.95)),
+        )
+    }
+}
+
 impl ThresholdsConfig {
+    /// Fills what the profile sets and the probe did not.
+    pub fn apply_profile(&mut self) {
+        if let Some(p) = self.profile {
+            let (rps, p99, win) = p.bands();
+            self.rps.get_or_insert(rps);
+            self.p99_ms.get_or_insert(p99);
+            self.win_rate.get_or_insert(win);
+        }
+    }
+
     pub fn validate(&self, path: &str, problems: &mut Problems) {
         let lower = [
             ("error_rate", self.error_rate),
@@ -225,5 +280,31 @@ impl ThresholdsConfig {
                 b.validate(&format!("{path}.{name}"), false, problems);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_fill_only_what_the_probe_left_out() {
+        let mut t: ThresholdsConfig =
+            toml::from_str("profile = \"production\"\np99_ms = { good = 300.0 }").unwrap();
+        t.apply_profile();
+        assert_eq!(t.p99_ms.unwrap().good, Some(300.0));
+        let rps = t.rps.unwrap();
+        assert_eq!(rps.grade_higher_better(499.0), Grade::Warning);
+        assert_eq!(rps.grade_higher_better(500.0), Grade::Good);
+        let mut t: ThresholdsConfig = toml::from_str("profile = \"enterprise\"").unwrap();
+        t.apply_profile();
+        assert_eq!(t.p99_ms.unwrap().grade_lower_better(250.0), Grade::Warning);
+        assert_eq!(t.win_rate.unwrap().grade_higher_better(1.0), Grade::Good);
+        assert_eq!(
+            t.win_rate.unwrap().grade_higher_better(0.999),
+            Grade::Warning
+        );
+        let e = toml::from_str::<ThresholdsConfig>("profile = \"huge\"").unwrap_err();
+        assert!(e.to_string().contains("development"), "{e}");
     }
 }

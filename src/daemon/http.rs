@@ -99,6 +99,9 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 }
 
 async fn route(req: &Request<Incoming>, shared: &Arc<Shared>) -> Reply {
+    if let Some(r) = super::guard::route(req, shared) {
+        return r;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         r.headers_mut()

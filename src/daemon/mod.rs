@@ -7,6 +7,7 @@
 //! contract, `scheduler::STOP_BOUND`) → results are recorded → exit 0. A second signal ends
 //! the process at once. A probe that fails is data; nothing a target does can stop the daemon.
 
+mod guard;
 mod http;
 pub mod notify;
 pub mod schedule;
@@ -57,6 +58,8 @@ pub struct Shared {
     token: Mutex<Option<String>>,
     /// `/metrics` encodings reused while the series are unchanged.
     metrics_cache: http::MetricsCache,
+    /// The guardrails' live state (pause flag, blackouts); replaced on reload.
+    guard: Mutex<Arc<crate::probe::guard::Guard>>,
 }
 
 /// A probe as `/api/v1/probes` and the status page show it.
@@ -86,7 +89,22 @@ impl Shared {
             ready: AtomicBool::new(false),
             token: Mutex::new(token_of(config)),
             metrics_cache: http::MetricsCache::default(),
+            guard: Mutex::new(Arc::new(crate::probe::guard::Guard::new(
+                &config.guardrails,
+            ))),
         }
+    }
+
+    /// The guardrails' current state.
+    pub fn guard(&self) -> Arc<crate::probe::guard::Guard> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New guardrail settings (reload); the pause flag carries over.
+    fn reconfigure_guard(&self, cfg: &crate::config::GuardrailsConfig) {
+        let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        let next = Arc::new(g.reconfigured(cfg));
+        *g = next;
     }
 
     fn beat(&self) {

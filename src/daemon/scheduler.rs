@@ -73,7 +73,16 @@ pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receive
                 continue;
             };
             let name = e.probe.name.clone();
-            if running.contains_key(&name) {
+            let held = if e.probe.kind().loads_target() {
+                super::guard::hold_reason(&shared, now)
+            } else {
+                None
+            };
+            if let Some((reason, why)) = held {
+                shared.telemetry.record_skip(&name, reason);
+                shared.update(&name, |s| s.skipped += 1);
+                tracing::warn!(probe = %name, "skipped a run: {why}");
+            } else if running.contains_key(&name) {
                 shared.telemetry.record_skip(&name, SkipReason::Overlap);
                 shared.update(&name, |s| s.skipped += 1);
                 tracing::warn!(probe = %name, "skipped a run: the previous one is still going");
@@ -115,6 +124,7 @@ pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receive
                         }
                     }
                     entries = build_entries(&config, anchor, &shared, false);
+                    shared.reconfigure_guard(&config.guardrails);
                     for name in running.keys() {
                         shared.update(name, |s| s.running = true);
                     }
@@ -285,6 +295,7 @@ async fn start_run(
         stop,
         on_start: None,
         trace: shared.telemetry.begin_run(),
+        guard: Some(shared.guard()),
     };
     let p = probe.clone();
     // OTLP is fed on the run's own thread once it has ended: its cost grows with the run's

@@ -7,6 +7,8 @@
 //! in `docs/architecture.md`.
 
 pub mod benchmark;
+pub mod capacity;
+pub mod guard;
 pub mod load;
 pub mod ops;
 pub mod pubsub;
@@ -35,6 +37,9 @@ pub struct RunContext {
     /// The run's trace (the daemon's root span), when OTLP traces are on: load probes send
     /// sampled requests with its `traceparent`.
     pub trace: Option<crate::engine::TraceContext>,
+    /// The process's guardrails (pause flag, blackouts); `None` builds them from the
+    /// configuration for this run alone.
+    pub guard: Option<Arc<guard::Guard>>,
 }
 
 /// One kind of probe. Every kind runs under the same stop contract: when `ctx.stop` is set it

@@ -45,6 +45,12 @@ pub struct ProbeResult {
     /// Why the grade is what it is beyond the thresholds (no request completed, stopped early).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A guardrail stopped the run before its end (abort condition or kill switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Abort>,
+    /// A guardrail refused to start the run (allowlist, pause, blackout): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// What OTLP export needs beyond the document (exact start, exact status codes, sampled
     /// requests). Not part of the document either.
     #[serde(skip)]
@@ -60,6 +66,8 @@ pub enum KindBlock {
     Race(RaceStats),
     /// Figures of a `pubsub` probe: deliveries, beside `stats` (which counts the publishes).
     Pubsub(PubsubStats),
+    /// Figures of a `capacity` probe: the breaking point, the knee and every step measured.
+    Capacity(CapacityStats),
 }
 
 impl ProbeResult {
@@ -91,6 +99,8 @@ impl ProbeResult {
             block,
             thresholds: verdict.results,
             notes: all,
+            aborted: None,
+            refused: None,
             detail,
         }
     }
@@ -115,6 +125,14 @@ impl ProbeResult {
     pub fn race(&self) -> Option<&RaceStats> {
         match &self.block {
             Some(KindBlock::Race(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The capacity block, when this is a capacity run.
+    pub fn capacity(&self) -> Option<&CapacityStats> {
+        match &self.block {
+            Some(KindBlock::Capacity(c)) => Some(c),
             _ => None,
         }
     }
@@ -283,6 +301,80 @@ pub struct PubsubStats {
     /// The first subscriber error (connect, closed, protocol), for the person on call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriber_error: Option<String>,
+}
+
+/// Why and when a guardrail stopped a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Abort {
+    /// `error_rate`, `health` or `paused` (the `reason` label of `plimsoll_probe_aborts_total`).
+    pub reason: String,
+    /// The condition in words.
+    pub detail: String,
+    /// From the start of the run to the decision to stop.
+    pub after_s: f64,
+}
+
+/// Figures of a capacity search (DESIGN.md's `capacity` block).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapacityStats {
+    /// The highest rate the target sustained: what it served at the highest passing step
+    /// (at most that step's offered rate; 0 when no step passed).
+    pub breaking_point_rps: f64,
+    /// The lowest offered rate that failed, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure_rps: Option<f64>,
+    /// Where latency starts to climb: the highest rate measured before the first step whose
+    /// p99 was more than twice the lightest step's (absent when latency stayed flat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee_rps: Option<f64>,
+    /// The limits a step was held to.
+    pub limits: CapacityLimits,
+    /// Every step measured, in the order run (the ramp, then the bisection).
+    pub steps: Vec<CapacityStep>,
+    pub search: CapacitySearch,
+}
+
+/// What made a step fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapacityLimits {
+    pub p99_ms: f64,
+    /// Ratio, 0 to 1.
+    pub error_rate: f64,
+    /// Least achieved / offered, 0 to 1.
+    pub min_throughput_ratio: f64,
+    pub resolution_rps: f64,
+}
+
+/// One step of a capacity search: its measured window (the warm-up is not in it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapacityStep {
+    pub offered_rps: f64,
+    pub achieved_rps: f64,
+    pub latency_ms: LatencySummary,
+    /// Ratio, 0 to 1.
+    pub error_rate: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Arrivals that could not start: the in-flight cap was reached.
+    pub dropped: u64,
+    pub passed: bool,
+    /// `ramp` or `bisect`.
+    pub phase: String,
+    /// Which limits the step broke (`p99`, `error_rate`, `throughput`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_on: Vec<String>,
+}
+
+/// What the search cost the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapacitySearch {
+    /// Every request sent, warm-ups included.
+    pub requests: u64,
+    pub duration_s: f64,
+    /// Steps measured.
+    pub steps: u32,
+    /// The search was stopped before it converged.
+    pub stopped_early: bool,
 }
 
 /// What one subscriber received.

@@ -63,6 +63,92 @@ fn pubsub_line(p: &super::PubsubStats) -> String {
     line
 }
 
+/// A capacity search: its verdict in one line, the steps table, and a text plot of p99
+/// against the offered rate with the breaking point marked.
+fn capacity_lines(c: &super::CapacityStats) -> String {
+    let mut t = format!(
+        "breaking point {} req/s{}{}; search: {} steps, {} requests, {:.1} s",
+        c.breaking_point_rps,
+        c.knee_rps
+            .map(|k| format!(", knee {k} req/s"))
+            .unwrap_or_default(),
+        c.first_failure_rps
+            .map(|f| format!(", first failure {f} req/s"))
+            .unwrap_or_default(),
+        c.search.steps,
+        c.search.requests,
+        c.search.duration_s
+    );
+    let _ = write!(
+        t,
+        "\n  {:>9}  {:>9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:<6}  verdict",
+        "offered", "achieved", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "step"
+    );
+    for s in &c.steps {
+        let verdict = if s.passed {
+            "pass".to_string()
+        } else {
+            format!("FAIL ({})", s.failed_on.join(", "))
+        };
+        let _ = write!(
+            t,
+            "\n  {:>9.1}  {:>9.1}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6.2}%  {:>7}  {:<6}  {}",
+            s.offered_rps,
+            s.achieved_rps,
+            s.latency_ms.p50,
+            s.latency_ms.p95,
+            s.latency_ms.p99,
+            s.error_rate * 100.0,
+            s.dropped,
+            s.phase,
+            verdict
+        );
+    }
+    let mut by_rate: Vec<&super::CapacityStep> = c.steps.iter().collect();
+    by_rate.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    let best = by_rate
+        .iter()
+        .filter(|s| s.passed)
+        .map(|s| s.offered_rps)
+        .next_back();
+    // Bars on a log scale: a queue's p99 grows by orders of magnitude past the knee.
+    let top = by_rate
+        .iter()
+        .map(|s| s.latency_ms.p99)
+        .fold(c.limits.p99_ms, f64::max)
+        .max(1.0);
+    const WIDTH: f64 = 40.0;
+    let bar = |ms: f64| ((ms.max(0.1) * 10.0).ln() / (top * 10.0).ln() * WIDTH).round() as usize;
+    let limit_at = bar(c.limits.p99_ms);
+    let _ = write!(
+        t,
+        "\n  p99 by offered rate (log scale, '|' = the {} ms limit):",
+        c.limits.p99_ms
+    );
+    for s in by_rate {
+        let n = bar(s.latency_ms.p99);
+        let mut line: Vec<char> = std::iter::repeat_n(if s.passed { '#' } else { 'x' }, n)
+            .chain(std::iter::repeat_n(' ', (limit_at + 1).saturating_sub(n)))
+            .collect();
+        if limit_at < line.len() && line[limit_at] == ' ' {
+            line[limit_at] = '|';
+        }
+        let mark = if s.passed && Some(s.offered_rps) == best {
+            "  <- breaking point"
+        } else {
+            ""
+        };
+        let _ = write!(
+            t,
+            "\n  {:>9.1} {} {:.1} ms{mark}",
+            s.offered_rps,
+            line.into_iter().collect::<String>().trim_end(),
+            s.latency_ms.p99
+        );
+    }
+    t
+}
+
 /// Seed 002's benchmark table: one row per operation.
 fn operations_table(s: &super::Stats) -> String {
     let w = s
@@ -276,6 +362,9 @@ pub fn render_with(results: &[ProbeResult], colour: bool) -> String {
         }
         if let Some(p) = r.pubsub() {
             lines.push(pubsub_line(p));
+        }
+        if let Some(c) = r.capacity() {
+            lines.push(capacity_lines(c));
         }
         if r.kind == crate::config::Kind::Benchmark {
             if let Some(s) = &r.stats {

@@ -198,6 +198,8 @@ mod tests {
             grade_reason: String::new(),
             stats: None,
             block: None,
+            aborted: None,
+            refused: None,
             thresholds: Vec::new(),
             notes: Vec::new(),
             detail: Default::default(),

@@ -127,6 +127,7 @@ pub struct Telemetry {
     probe_last_run: Family<ProbeLabels, GaugeF>,
     probe_runs: Family<GradeLabels, Counter>,
     probe_skipped: Family<ReasonLabels, Counter>,
+    probe_aborts: Family<ReasonLabels, Counter>,
     request_duration: Family<RequestLabels, BucketHistogram>,
     requests: Family<RequestLabels, Counter>,
     request_errors: Family<ErrorLabels, Counter>,
@@ -141,10 +142,9 @@ pub struct Telemetry {
     generation: AtomicU64,
     /// OTLP pipelines, when configured.
     otlp: Option<otlp::Otlp>,
+    breaking_point: Family<ProbeLabels, GaugeF>,
     // Families of probe kinds and stores still to come; registered now so that the names
     // are reserved and documented in one place.
-    #[allow(dead_code)]
-    breaking_point: Family<ProbeLabels, GaugeF>,
     #[allow(dead_code)]
     fault_recovery: Family<FaultLabels, GaugeF>,
     #[allow(dead_code)]
@@ -173,6 +173,7 @@ impl Telemetry {
             probe_last_run: Family::default(),
             probe_runs: Family::default(),
             probe_skipped: Family::default(),
+            probe_aborts: Family::default(),
             request_duration: Family::default(),
             requests: Family::default(),
             request_errors: Family::default(),
@@ -220,6 +221,11 @@ impl Telemetry {
             "probe_skipped",
             "Scheduled runs not started, by reason (overlap, paused, guardrail)",
             t.probe_skipped.clone(),
+        );
+        r.register(
+            "probe_aborts",
+            "Runs stopped by a guardrail's abort condition, by reason (error_rate, health, paused)",
+            t.probe_aborts.clone(),
         );
         r.register_with_unit(
             "http_request_duration",
@@ -440,6 +446,26 @@ impl Telemetry {
             }
             self.error_ratio.get_or_create(&probe).set(stats.error_rate);
         }
+        if r.refused.is_some() {
+            self.record_skip(&r.probe, SkipReason::Guardrail);
+        }
+        if let Some(a) = &r.aborted {
+            self.probe_aborts
+                .get_or_create(&ReasonLabels {
+                    probe: r.probe.as_str().into(),
+                    reason: a.reason.as_str().into(),
+                })
+                .inc();
+        }
+        if let Some(c) = r.capacity() {
+            // A search that was stopped before it converged proves a lower bound only; the
+            // gauge keeps the last converged value rather than drop to it.
+            if !c.search.stopped_early && !c.steps.is_empty() {
+                self.breaking_point
+                    .get_or_create(&probe)
+                    .set(c.breaking_point_rps);
+            }
+        }
         if let Some(race) = r.race() {
             for (outcome, n) in [
                 ("single_winner", race.single_winner),
@@ -495,6 +521,7 @@ impl Telemetry {
             &self.throughput,
             &self.offered,
             &self.error_ratio,
+            &self.breaking_point,
         ] {
             f.remove(&l);
         }
@@ -626,6 +653,8 @@ mod tests {
             grade: Grade::Critical,
             grade_reason: String::new(),
             stats: None,
+            aborted: None,
+            refused: None,
             block: Some(crate::report::KindBlock::Race(crate::report::RaceStats {
                 rounds: 10,
                 single_winner: 7,

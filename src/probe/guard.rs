@@ -1,0 +1,766 @@
+//! Guardrails around every load-generating probe run (`[guardrails]`): the host allowlist,
+//! hard caps on rate and concurrency, abort conditions watched while the run goes on, the
+//! kill switch (pause flag and pause file) and blackout windows.
+//!
+//! [`guarded_run`] wraps a kind's run: it refuses a run that would send to a host not on the
+//! list, holds the kind's table to the caps (saying so in the result's notes), and watches the
+//! run from a monitor thread that stops it within a second of an abort condition or a pause.
+//! This module decides and stops; it must not measure requests itself (it reads the engine's
+//! live counters), name metrics (telemetry reads the result's `aborted`/`refused`), or know
+//! about the daemon's endpoints (they call [`Guard::pause`]).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{OnStart, RunContext};
+use crate::config::{
+    parse_cron, CapacityConfig, Config, GuardrailsConfig, LoadConfig, ProbeConfig, ProbeSpec,
+};
+use crate::engine::Progress;
+use crate::report::{round3, Abort, ProbeResult};
+use crate::verdict::Grade;
+
+/// How often the monitor looks at the run: well inside the one-second stop bound.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The guardrails' live state: the configuration, the pause flag, the parsed blackouts.
+/// One per process (the daemon's `Shared` and `once` each own an `Arc`); runs hold clones.
+#[derive(Debug, Default)]
+pub struct Guard {
+    cfg: GuardrailsConfig,
+    /// Shared with the guards that replace this one on reload, so a run started before a
+    /// reload still sees the kill switch.
+    paused: Arc<AtomicBool>,
+    blackout: Vec<cron::Schedule>,
+}
+
+/// Why runs may not start or must stop now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseSource {
+    /// `POST /api/v1/pause`.
+    Api,
+    /// The pause file exists.
+    File,
+}
+
+impl Guard {
+    pub fn new(cfg: &GuardrailsConfig) -> Guard {
+        Guard {
+            cfg: cfg.clone(),
+            paused: Arc::new(AtomicBool::new(false)),
+            // Validation has refused a bad expression; one that slips by is ignored.
+            blackout: cfg
+                .blackout
+                .iter()
+                .filter_map(|b| parse_cron(b).ok())
+                .collect(),
+        }
+    }
+
+    /// Replaces the configuration (reload), keeping the pause flag.
+    pub fn reconfigured(&self, cfg: &GuardrailsConfig) -> Guard {
+        Guard {
+            paused: self.paused.clone(),
+            ..Guard::new(cfg)
+        }
+    }
+
+    pub fn config(&self) -> &GuardrailsConfig {
+        &self.cfg
+    }
+
+    /// The kill switch: no load probe starts, running ones stop within a second.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether load is paused, and by what.
+    pub fn paused(&self) -> Option<PauseSource> {
+        if self.paused.load(Ordering::Relaxed) {
+            Some(PauseSource::Api)
+        } else if self.cfg.pause_file.as_ref().is_some_and(|f| f.exists()) {
+            Some(PauseSource::File)
+        } else {
+            None
+        }
+    }
+
+    /// The blackout expression `now` falls in, if any.
+    pub fn blackout_at(&self, now: SystemTime) -> Option<&str> {
+        let now: chrono::DateTime<chrono::Utc> = now.into();
+        let second = now - chrono::Duration::seconds(1);
+        self.blackout
+            .iter()
+            .zip(&self.cfg.blackout)
+            .find(|(s, _)| s.after(&second).next().is_some_and(|t| t <= now))
+            .map(|(_, text)| text.as_str())
+    }
+
+    /// Why a load run may not start now (pause or blackout), if it may not.
+    pub fn hold_reason(&self, now: SystemTime) -> Option<String> {
+        match self.paused() {
+            Some(PauseSource::Api) => return Some("load is paused (POST /api/v1/pause)".into()),
+            Some(PauseSource::File) => {
+                let f = self
+                    .cfg
+                    .pause_file
+                    .as_ref()
+                    .map(|f| f.display().to_string());
+                return Some(format!(
+                    "load is paused: the pause file {} exists",
+                    f.unwrap_or_default()
+                ));
+            }
+            None => {}
+        }
+        self.blackout_at(now)
+            .map(|b| format!("inside the blackout window {b:?} (guardrails.blackout)"))
+    }
+}
+
+/// Runs a probe inside the guardrails. `run` is the kind's run, given the capped probe.
+pub fn guarded_run(
+    config: &Config,
+    probe: &ProbeConfig,
+    ctx: &RunContext,
+    run: impl FnOnce(&ProbeConfig, &RunContext) -> ProbeResult,
+) -> ProbeResult {
+    if !probe.kind().loads_target() {
+        return run(probe, ctx);
+    }
+    let fallback;
+    let guard = match &ctx.guard {
+        Some(g) => g.as_ref(),
+        None => {
+            fallback = Guard::new(&config.guardrails);
+            &fallback
+        }
+    };
+    let refuse = |why: String| {
+        tracing::warn!(probe = %probe.name, "not started: {why}");
+        let mut r = ProbeResult::failed(probe, format!("not started: {why}"));
+        r.refused = Some(why);
+        r
+    };
+    if let Some(why) = disallowed_host(config, probe, &guard.cfg.allow_hosts) {
+        return refuse(why);
+    }
+    if let Some(why) = guard.hold_reason(SystemTime::now()) {
+        return refuse(why);
+    }
+    let mut capped = probe.clone();
+    let notes = cap_spec(&guard.cfg, &mut capped.spec);
+    let monitor = Monitor::start(guard, ctx);
+    let mut r = run(&capped, &monitor.ctx);
+    let aborted = monitor.finish();
+    r.notes.extend(notes);
+    if let Some(a) = aborted {
+        tracing::warn!(probe = %probe.name, reason = %a.reason, after_s = a.after_s, "run aborted: {}", a.detail);
+        r.notes.push(format!(
+            "aborted by a guardrail after {:.2} s: {}",
+            a.after_s, a.detail
+        ));
+        if a.reason != "paused" {
+            r.grade = Grade::Critical;
+        }
+        r.aborted = Some(a);
+    }
+    r
+}
+
+/// The host of a URL (`http://user@h:80/x` → `h`); `None` for a relative URL.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Every host a probe's requests go to (templated hosts are named as written).
+pub fn hosts_of(config: &Config, probe: &ProbeConfig) -> Vec<String> {
+    let mut urls: Vec<&str> = Vec::new();
+    match &probe.spec {
+        ProbeSpec::Load(l) => {
+            urls.extend(l.step_configs().iter().map(|s| s.url.as_str()));
+            for sc in &l.scenarios {
+                urls.extend(sc.steps.iter().map(|s| s.request.url.as_str()));
+            }
+        }
+        ProbeSpec::Race(r) => {
+            urls.push(&r.claim.url);
+            if let Some(s) = &r.setup {
+                urls.push(&s.url);
+            }
+        }
+        ProbeSpec::Benchmark(b) => urls.extend(b.operations.iter().map(|o| o.request.url.as_str())),
+        ProbeSpec::Pubsub(p) => {
+            urls.push(&p.url);
+            if let Some(u) = &p.publish_url {
+                urls.push(u);
+            }
+        }
+        ProbeSpec::Capacity(c) => urls.push(&c.request.url),
+        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
+    }
+    let target_host = config.target_of(probe).and_then(|t| host_of(&t.url));
+    let mut hosts: Vec<String> = urls
+        .iter()
+        .filter_map(|u| host_of(u).or_else(|| target_host.clone()))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+fn host_allowed(host: &str, allow: &[String]) -> bool {
+    allow.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => a == "*" || a == host,
+        }
+    })
+}
+
+/// Why a probe may not send to its hosts, when the allowlist says so.
+pub fn disallowed_host(config: &Config, probe: &ProbeConfig, allow: &[String]) -> Option<String> {
+    if allow.is_empty() {
+        return None;
+    }
+    let bad: Vec<String> = hosts_of(config, probe)
+        .into_iter()
+        .filter(|h| !host_allowed(h, allow))
+        .collect();
+    (!bad.is_empty()).then(|| {
+        format!(
+            "host {} is not in guardrails.allow_hosts ({})",
+            bad.join(", "),
+            allow.join(", ")
+        )
+    })
+}
+
+/// Holds a kind's table to the caps; returns what was changed, in words.
+pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
+    let mut notes = Vec::new();
+    match spec {
+        ProbeSpec::Load(l) => cap_load(g, l, &mut notes),
+        ProbeSpec::Capacity(c) => cap_capacity(g, c, &mut notes),
+        ProbeSpec::Race(r) => {
+            if let Some(m) = g.max_concurrency {
+                let n = r.claimant_count();
+                if n > m {
+                    r.claimants = Some(m.max(2));
+                    notes.push(format!(
+                        "held to guardrails.max_concurrency: {} claimants instead of {n}",
+                        m.max(2)
+                    ));
+                }
+            }
+        }
+        ProbeSpec::Pubsub(p) => {
+            if let Some(m) = g.max_rate {
+                if p.rate > m {
+                    notes.push(format!(
+                        "held to guardrails.max_rate: {m} publishes/s instead of {}",
+                        p.rate
+                    ));
+                    p.rate = m;
+                }
+            }
+        }
+        ProbeSpec::Benchmark(_) | ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
+    }
+    notes
+}
+
+/// Requests one iteration of a load sends (its longest scenario, for flows).
+fn requests_per_iteration(l: &LoadConfig) -> f64 {
+    let steps = l.step_configs().len();
+    let flow = l.scenarios.iter().map(|s| s.steps.len()).max().unwrap_or(0);
+    steps.max(flow).max(1) as f64
+}
+
+fn cap_load(g: &GuardrailsConfig, l: &mut LoadConfig, notes: &mut Vec<String>) {
+    let per_iteration = requests_per_iteration(l);
+    if let Some(max_rate) = g.max_rate {
+        let cap = max_rate / per_iteration;
+        let mut held = false;
+        for ph in l.phases.iter_mut() {
+            for r in [&mut ph.rate, &mut ph.ramp_to].into_iter().flatten() {
+                if *r > cap {
+                    *r = cap;
+                    held = true;
+                }
+            }
+            if let Some(b) = ph.burst {
+                // A burst releases its iterations at once: at most one second's worth.
+                let most = (cap.floor() as u32).max(1);
+                if b > most {
+                    ph.burst = Some(most);
+                    held = true;
+                }
+            }
+        }
+        if held {
+            notes.push(format!(
+                "held to guardrails.max_rate: arrivals capped at {max_rate} requests/s"
+            ));
+        }
+        if l.phases.is_empty() {
+            // Closed model: a user waits `think` after each iteration, so users / think bounds
+            // the rate whatever the target's speed.
+            let users = f64::from(
+                l.concurrency
+                    .or(l.level.map(|v| v.concurrency()))
+                    .unwrap_or(1),
+            );
+            let min_think = Duration::from_secs_f64(users / cap);
+            if l.think.as_duration() < min_think {
+                l.think = crate::config::HumanDuration::from_millis(
+                    min_think.as_millis().min(u128::from(u64::MAX)) as u64 + 1,
+                );
+                notes.push(format!(
+                    "held to guardrails.max_rate: each of {users} users thinks {} between \
+                     iterations, so at most {max_rate} requests/s",
+                    l.think
+                ));
+            }
+        }
+    }
+    if let Some(m) = g.max_concurrency {
+        if l.phases.is_empty() {
+            let users = l
+                .concurrency
+                .or(l.level.map(|v| v.concurrency()))
+                .unwrap_or(1);
+            if users > m {
+                l.concurrency = Some(m);
+                l.level = None;
+                notes.push(format!(
+                    "held to guardrails.max_concurrency: {m} users instead of {users}"
+                ));
+            }
+        } else if l.max_in_flight > m {
+            l.max_in_flight = m;
+            notes.push(format!(
+                "held to guardrails.max_concurrency: at most {m} requests in flight; later \
+                 arrivals are dropped"
+            ));
+        }
+    }
+}
+
+fn cap_capacity(g: &GuardrailsConfig, c: &mut CapacityConfig, notes: &mut Vec<String>) {
+    if let Some(cap) = g.max_rate {
+        let rates = c.rates();
+        if rates.iter().any(|r| *r > cap) {
+            let mut kept: Vec<f64> = rates.into_iter().filter(|r| *r < cap).collect();
+            kept.push(cap);
+            c.steps = Some(kept);
+            c.ramp = None;
+            notes.push(format!(
+                "held to guardrails.max_rate: the search stops at {cap} req/s; a breaking point \
+                 there means at least {cap}"
+            ));
+        }
+    }
+    if let Some(m) = g.max_concurrency {
+        if c.max_in_flight > m {
+            c.max_in_flight = m;
+            notes.push(format!(
+                "held to guardrails.max_concurrency: at most {m} requests in flight"
+            ));
+        }
+    }
+}
+
+/// The watcher of one run: a thread that stops the run on an abort condition or a pause.
+struct Monitor {
+    /// The context the run gets: its own stop flag, and an `on_start` that hands the monitor
+    /// the engine's live counters.
+    ctx: RunContext,
+    done: Arc<AtomicBool>,
+    aborted: Arc<Mutex<Option<Abort>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    fn start(guard: &Guard, outer: &RunContext) -> Monitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let aborted = Arc::new(Mutex::new(None));
+        let progress: Arc<Mutex<Option<Arc<Progress>>>> = Arc::default();
+        let inner_on_start = outer.on_start.clone();
+        let slot = progress.clone();
+        let on_start: OnStart = Arc::new(move |p: Arc<Progress>, d| {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+            if let Some(f) = &inner_on_start {
+                f(p, d);
+            }
+        });
+        let health = guard.cfg.abort.health_url.clone().map(|url| {
+            Health::start(
+                url,
+                guard.cfg.abort.health_timeout.as_duration(),
+                done.clone(),
+            )
+        });
+        let watch = Watch {
+            pause_file: guard.cfg.pause_file.clone(),
+            guard_paused: outer.guard.clone(),
+            cfg: guard.cfg.abort.clone(),
+            outer_stop: outer.stop.clone(),
+            stop: stop.clone(),
+            done: done.clone(),
+            aborted: aborted.clone(),
+            progress,
+            health,
+        };
+        let thread = std::thread::Builder::new()
+            .name("guard-monitor".into())
+            .spawn(move || watch.run())
+            .ok();
+        let ctx = RunContext {
+            stop,
+            on_start: Some(on_start),
+            trace: outer.trace,
+            guard: outer.guard.clone(),
+        };
+        Monitor {
+            ctx,
+            done,
+            aborted,
+            thread,
+        }
+    }
+
+    fn finish(mut self) -> Option<Abort> {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.aborted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// What the monitor thread owns.
+struct Watch {
+    pause_file: Option<std::path::PathBuf>,
+    /// The process's guard, for the API's pause flag (`None` in tests without one).
+    guard_paused: Option<Arc<Guard>>,
+    cfg: crate::config::AbortConfig,
+    outer_stop: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    aborted: Arc<Mutex<Option<Abort>>>,
+    progress: Arc<Mutex<Option<Arc<Progress>>>>,
+    health: Option<Health>,
+}
+
+impl Watch {
+    fn run(self) {
+        let began = Instant::now();
+        // Cumulative (requests, errors) over every engine run of this probe run, sampled.
+        let mut window: VecDeque<(Instant, u64, u64)> = VecDeque::new();
+        let mut seen: Option<(*const Progress, u64, u64)> = None;
+        let (mut total_req, mut total_err) = (0u64, 0u64);
+        while !self.done.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            if self.outer_stop.load(Ordering::Relaxed) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            let paused = self
+                .guard_paused
+                .as_ref()
+                .is_some_and(|g| g.paused.load(Ordering::Relaxed))
+                || self.pause_file.as_ref().is_some_and(|f| f.exists());
+            if paused {
+                self.abort(began, "paused", "load was paused (kill switch)".into());
+                continue;
+            }
+            if let Some(h) = &self.health {
+                if let Some(why) = h.failure() {
+                    self.abort(
+                        began,
+                        "health",
+                        format!("the target's health check failed: {why}"),
+                    );
+                    continue;
+                }
+            }
+            // The engine's live counters; a new engine run (a capacity step) starts from 0.
+            let current = self
+                .progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(p) = current {
+                let (r, e) = p.totals();
+                let ptr = Arc::as_ptr(&p);
+                let (base_r, base_e) = match seen {
+                    Some((q, sr, se)) if q == ptr => (sr, se),
+                    _ => (0, 0),
+                };
+                total_req += r.saturating_sub(base_r);
+                total_err += e.saturating_sub(base_e);
+                seen = Some((ptr, r, e));
+            }
+            let now = Instant::now();
+            window.push_back((now, total_req, total_err));
+            let span = self.cfg.window.as_duration();
+            while window
+                .front()
+                .is_some_and(|(t, _, _)| now.duration_since(*t) > span)
+            {
+                window.pop_front();
+            }
+            if let (Some(limit), Some((_, r0, e0))) = (self.cfg.error_rate, window.front()) {
+                let (dr, de) = (total_req - r0, total_err - e0);
+                if dr >= self.cfg.min_requests && dr > 0 {
+                    let rate = de as f64 / dr as f64;
+                    if rate > limit {
+                        self.abort(
+                            began,
+                            "error_rate",
+                            format!(
+                                "error rate {:.1} % over the last {} exceeds the abort limit {:.1} %",
+                                rate * 100.0,
+                                self.cfg.window,
+                                limit * 100.0
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the first abort and stops the run.
+    fn abort(&self, began: Instant, reason: &str, detail: String) {
+        let mut a = self.aborted.lock().unwrap_or_else(|e| e.into_inner());
+        if a.is_none() {
+            *a = Some(Abort {
+                reason: reason.to_string(),
+                detail,
+                after_s: round3(began.elapsed().as_secs_f64()),
+            });
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A once-a-second health check of the target on its own thread (a slow answer must not
+/// hold up the monitor's ticks). It ends when the run does.
+struct Health {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Health {
+    fn start(url: String, timeout: Duration, done: Arc<AtomicBool>) -> Health {
+        let failure = Arc::new(Mutex::new(None));
+        let f = failure.clone();
+        let _ = std::thread::Builder::new()
+            .name("guard-health".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let next = Instant::now() + Duration::from_secs(1);
+                    if let Err(e) = http_get_status(&url, timeout) {
+                        *f.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        return;
+                    }
+                    while Instant::now() < next && !done.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        Health { failure }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// One plain HTTP/1.1 GET; `Ok` on a 2xx answer within `timeout`.
+fn http_get_status(url: &str, timeout: Duration) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| "not an http:// URL".to_string())?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr_text = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let deadline = Instant::now() + timeout;
+    let addr = addr_text
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority}: no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    s.set_read_timeout(Some(left)).ok();
+    s.set_write_timeout(Some(left)).ok();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: plimsoll-guard\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("no answer within {timeout:?}: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&head[..n]);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "not an HTTP answer".to_string())?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// A probe's plan for `once --dry-run`: nothing is sent.
+#[derive(Debug, Clone, Default)]
+pub struct RunPlan {
+    /// Requests the run sends if nothing fails (`None` when it depends on the target's speed).
+    pub requests: Option<u64>,
+    /// Highest offered rate, requests per second (`None` for a closed model without a cap).
+    pub peak_rps: Option<f64>,
+    /// Longest the run can last.
+    pub duration: Option<Duration>,
+    pub hosts: Vec<String>,
+    /// What the guardrails change or refuse.
+    pub guardrails: Vec<String>,
+}
+
+/// Works out what a run would do, after the caps, without sending anything.
+pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
+    let mut capped = probe.clone();
+    let mut out = RunPlan {
+        hosts: hosts_of(config, probe),
+        ..Default::default()
+    };
+    if probe.kind().loads_target() {
+        if let Some(why) = disallowed_host(config, probe, &config.guardrails.allow_hosts) {
+            out.guardrails.push(format!("refused: {why}"));
+        }
+        out.guardrails
+            .extend(cap_spec(&config.guardrails, &mut capped.spec));
+    }
+    match &capped.spec {
+        ProbeSpec::Load(l) => {
+            let per = requests_per_iteration(l);
+            if l.phases.is_empty() {
+                let d = l.closed_duration().map(|d| d.as_duration());
+                out.duration = d;
+                let users = f64::from(
+                    l.concurrency
+                        .or(l.level.map(|v| v.concurrency()))
+                        .unwrap_or(1),
+                );
+                if let Some(n) = l.iterations {
+                    out.requests = Some((users * n as f64 * per) as u64);
+                }
+                if !l.think.is_zero() {
+                    out.peak_rps = Some(round3(users / l.think.as_duration().as_secs_f64() * per));
+                }
+            } else {
+                let plan = crate::engine::ArrivalPlan::from_phases(&l.phases);
+                out.requests = Some((plan.total as f64 * per) as u64);
+                out.duration = Some(plan.duration);
+                let peak = l
+                    .phases
+                    .iter()
+                    .flat_map(|p| [p.rate, p.ramp_to])
+                    .flatten()
+                    .fold(0.0, f64::max);
+                out.peak_rps = Some(round3(peak * per));
+            }
+        }
+        ProbeSpec::Capacity(c) => {
+            let (n, peak, d) = super::capacity::plan(c);
+            out.requests = Some(n);
+            out.peak_rps = Some(peak);
+            out.duration = Some(d);
+        }
+        ProbeSpec::Benchmark(b) => {
+            out.requests = Some(b.operations.iter().map(|o| o.samples).sum());
+        }
+        ProbeSpec::Race(r) => {
+            out.requests = Some(u64::from(r.claimant_count()) * u64::from(r.round_count()));
+        }
+        ProbeSpec::Pubsub(p) => out.peak_rps = Some(p.rate),
+        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_matched_exactly_or_by_domain() {
+        let allow = vec!["127.0.0.1".to_string(), "*.staging.example.com".to_string()];
+        assert!(host_allowed("127.0.0.1", &allow));
+        assert!(host_allowed("api.staging.example.com", &allow));
+        assert!(!host_allowed("staging.example.com.evil.net", &allow));
+        assert!(!host_allowed("localhost", &allow));
+        assert_eq!(
+            host_of("http://u:p@Example.com:8080/x"),
+            Some("example.com".into())
+        );
+        assert_eq!(host_of("http://[::1]:80/"), Some("::1".into()));
+        assert_eq!(host_of("/relative"), None);
+    }
+
+    #[test]
+    fn blackout_windows_match_the_seconds_they_name() {
+        let g = Guard::new(&GuardrailsConfig {
+            blackout: vec!["* * 3 * * *".into()],
+            ..Default::default()
+        });
+        let at = |h: u32| {
+            let t = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
+                .and_then(|d| d.and_hms_opt(h, 30, 0))
+                .map(|t| t.and_utc())
+                .map(SystemTime::from);
+            t.unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        assert!(g.blackout_at(at(3)).is_some());
+        assert!(g.blackout_at(at(4)).is_none());
+    }
+}
