@@ -9,6 +9,7 @@
 mod histogram;
 pub mod otlp;
 mod otlp_export;
+mod otlp_tls;
 mod quantiles;
 
 use std::sync::atomic::AtomicU64;
