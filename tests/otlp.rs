@@ -1,7 +1,10 @@
 //! OTLP export over real sockets: `plimsoll run` against a target that records the
 //! `traceparent` headers it receives, exporting to a real OTLP receiver started here (the
 //! collector's gRPC services from `opentelemetry-proto`, and an HTTP/protobuf receiver), and
-//! to a collector that never answers, which must not disturb the schedule.
+//! to a collector that never answers, which must not disturb the schedule. Both transports
+//! also over TLS with certificates made here (a CA file, a client certificate the receiver
+//! requires, headers from the table and from `OTEL_EXPORTER_OTLP_HEADERS`), and to a
+//! collector whose certificate the daemon must refuse.
 
 mod common;
 
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::raw_server;
+use common::tls::TestPki;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -34,6 +38,26 @@ use prost::Message;
 struct Store {
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// `x-…` headers (gRPC metadata) of every export, lower-case name and value.
+    headers: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Store {
+    fn note_header(&self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with("x-") {
+            self.headers
+                .lock()
+                .unwrap()
+                .insert((name, value.trim().to_string()));
+        }
+    }
+
+    fn note_metadata(&self, m: &tonic::metadata::MetadataMap) {
+        for (k, v) in m.clone().into_headers().iter() {
+            self.note_header(k.as_str(), v.to_str().unwrap_or(""));
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -42,6 +66,7 @@ impl TraceService for Store {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.note_metadata(req.metadata());
         self.traces.lock().unwrap().push(req.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -53,6 +78,7 @@ impl MetricsService for Store {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.note_metadata(req.metadata());
         self.metrics.lock().unwrap().push(req.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -60,6 +86,23 @@ impl MetricsService for Store {
 
 /// A gRPC OTLP receiver on 127.0.0.1; lives as long as the test process.
 fn grpc_receiver(store: Store) -> u16 {
+    grpc_receiver_with(store, None)
+}
+
+/// Same over TLS, with the PKI's server certificate, requiring a client certificate
+/// signed by its CA.
+fn grpc_tls_receiver(store: Store, pki: &TestPki) -> u16 {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &pki.server_cert_pem,
+            &pki.server_key_pem,
+        ))
+        .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+    grpc_receiver_with(store, Some(tls))
+}
+
+fn grpc_receiver_with(store: Store, tls: Option<tonic::transport::ServerTlsConfig>) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     l.set_nonblocking(true).unwrap();
@@ -70,7 +113,11 @@ fn grpc_receiver(store: Store) -> u16 {
             .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
-            tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                server = server.tls_config(tls).unwrap();
+            }
+            server
                 .add_service(TraceServiceServer::new(store.clone()))
                 .add_service(MetricsServiceServer::new(store))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
@@ -83,9 +130,45 @@ fn grpc_receiver(store: Store) -> u16 {
 
 /// An HTTP/protobuf OTLP receiver (`POST /v1/traces`, `POST /v1/metrics`).
 fn http_receiver(store: Store) -> u16 {
+    raw_server(move |s| serve_http_exports(s, &store))
+}
+
+/// Same over TLS (rustls, ring), requiring a client certificate signed by the PKI's CA.
+fn http_tls_receiver(store: Store, pki: &TestPki) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![
+                rustls_pki_types::CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+                    .unwrap(),
+            ],
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let config = Arc::new(config);
     raw_server(move |s| {
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        serve_http_exports(rustls::StreamOwned::new(conn, s), &store);
+    })
+}
+
+/// Serves OTLP/HTTP exports on one connection until the client closes it.
+fn serve_http_exports<S: Read + Write>(s: S, store: &Store) {
+    let mut r = BufReader::new(s);
+    {
         loop {
             let (mut path, mut len) = (String::new(), 0usize);
             let mut line = String::new();
@@ -105,10 +188,13 @@ fn http_receiver(store: Store) -> u16 {
                     if k.eq_ignore_ascii_case("content-length") {
                         len = v.trim().parse().unwrap();
                     }
+                    store.note_header(k, v);
                 }
             }
             let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
             match path.as_str() {
                 "/v1/traces" => store
                     .traces
@@ -123,11 +209,12 @@ fn http_receiver(store: Store) -> u16 {
                 other => panic!("unexpected OTLP path {other:?}"),
             }
             let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
-            if w.write_all(ok.as_bytes()).is_err() {
+            let w = r.get_mut();
+            if w.write_all(ok.as_bytes()).is_err() || w.flush().is_err() {
                 return;
             }
         }
-    })
+    }
 }
 
 /// What the target received: every `traceparent` value, and the number of requests.
@@ -252,6 +339,17 @@ fn spans(store: &Store) -> Vec<Span> {
 /// Runs the daemon until its first run has ended, stops it (which flushes OTLP), and checks
 /// what the receiver got against what the target saw.
 fn check_export(protocol: &str, endpoint: &str, store: &Store) {
+    check_export_with(protocol, endpoint, "", &[], store);
+}
+
+/// Same, with more `[otlp]` settings and environment variables for the daemon.
+fn check_export_with(
+    protocol: &str,
+    endpoint: &str,
+    otlp: &str,
+    env: &[(&str, &str)],
+    store: &Store,
+) {
     let (port, (traceparents, requests)) = traceparent_target();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -259,10 +357,10 @@ fn check_export(protocol: &str, endpoint: &str, store: &Store) {
         port,
         &format!(
             "endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nsample_ratio = 0.5\n\
-             metrics_interval = \"500ms\"\ntimeout = \"5s\"\n"
+             metrics_interval = \"500ms\"\ntimeout = \"5s\"\n{otlp}"
         ),
     );
-    let mut d = Daemon::start(&cfg, &[]);
+    let mut d = Daemon::start(&cfg, env);
     d.wait_for(Duration::from_secs(15), |p| {
         p[0]["runs"].as_u64() >= Some(1)
     });
@@ -447,4 +545,145 @@ rate = 100
         "exit took {:?}",
         started.elapsed()
     );
+}
+
+fn toml_path(p: &std::path::Path) -> String {
+    p.display().to_string().replace('\\', "\\\\")
+}
+
+/// `[otlp]` TLS settings for the PKI: its CA, its client certificate, and one header.
+fn tls_settings(pki: &TestPki) -> String {
+    format!(
+        "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n\
+         headers = {{ x-from-config = \"table\" }}\n",
+        toml_path(&pki.ca_file),
+        toml_path(&pki.client_cert_file),
+        toml_path(&pki.client_key_file)
+    )
+}
+
+fn assert_headers(store: &Store) {
+    let h = store.headers.lock().unwrap();
+    for (k, v) in [("x-from-config", "table"), ("x-from-env", "variable")] {
+        assert!(
+            h.contains(&(k.to_string(), v.to_string())),
+            "header {k}: {v} missing from {h:?}"
+        );
+    }
+}
+
+/// Regression (issue 10, "TLS to real infrastructure"): OTLP could not reach an `https://`
+/// collector at all. gRPC over TLS, verified against a CA file, with a client certificate
+/// the receiver requires, and headers from the table and from `OTEL_EXPORTER_OTLP_HEADERS`.
+#[test]
+fn grpc_export_reaches_an_https_collector_with_a_ca_file_and_client_certificate() {
+    let pki = TestPki::new();
+    let store = Store::default();
+    let port = grpc_tls_receiver(store.clone(), &pki);
+    check_export_with(
+        "grpc",
+        &format!("https://127.0.0.1:{port}"),
+        &tls_settings(&pki),
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=variable")],
+        &store,
+    );
+    assert_headers(&store);
+}
+
+/// The same over HTTP/protobuf, whose exporter's own client speaks plain HTTP only.
+#[test]
+fn http_protobuf_export_reaches_an_https_collector_with_a_ca_file_and_client_certificate() {
+    let pki = TestPki::new();
+    let store = Store::default();
+    let port = http_tls_receiver(store.clone(), &pki);
+    check_export_with(
+        "http/protobuf",
+        &format!("https://127.0.0.1:{port}"),
+        &tls_settings(&pki),
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=variable")],
+        &store,
+    );
+    assert_headers(&store);
+}
+
+/// A collector whose certificate the CA file does not vouch for: every export fails, is
+/// counted and logged, and the probe keeps its schedule.
+#[test]
+fn a_collector_with_an_unknown_certificate_is_refused_and_counted() {
+    let pki = TestPki::new();
+    for protocol in ["grpc", "http/protobuf"] {
+        let store = Store::default();
+        let port = match protocol {
+            "grpc" => grpc_tls_receiver(store.clone(), &pki),
+            _ => http_tls_receiver(store.clone(), &pki),
+        };
+        let (target, _) = traceparent_target();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("plimsoll.toml");
+        std::fs::write(
+            &p,
+            format!(
+                r#"
+[report]
+dir = ""
+[otlp]
+endpoint = "https://127.0.0.1:{port}"
+protocol = "{protocol}"
+ca_file = "{}"
+sample_ratio = 1.0
+timeout = "2s"
+flush_timeout = "1s"
+metrics_interval = "200ms"
+[[probe]]
+name = "steady"
+kind = "load"
+schedule = {{ every = "500ms" }}
+[probe.load]
+workers = 1
+request = {{ url = "http://127.0.0.1:{target}/" }}
+[[probe.load.phases]]
+duration = "100ms"
+rate = 50
+"#,
+                toml_path(&pki.other_ca_file)
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon::start(&p, &[]);
+        let probes = d.wait_for(Duration::from_secs(20), |p| {
+            p[0]["runs"].as_u64() >= Some(4)
+        });
+        let delay = probes[0]["last_start_delay_ms"].as_f64().unwrap();
+        assert!(delay < 100.0, "{protocol}: a run started {delay} ms late");
+        assert_eq!(probes[0]["skipped"].as_u64(), Some(0));
+        let dropped = |text: &str, signal: &str| -> f64 {
+            let prefix = format!("plimsoll_otlp_dropped_total{{signal=\"{signal}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map_or(0.0, |v| v.parse().unwrap())
+        };
+        // Spans go in batches every second: wait for the first one to fail.
+        let t0 = std::time::Instant::now();
+        loop {
+            let (status, text) = d.get("/metrics", &[]);
+            assert_eq!(status, 200);
+            if dropped(&text, "traces") > 0.0 && dropped(&text, "metrics") > 0.0 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "{protocol}: no failed export counted\n{text}\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d.signal("-TERM");
+        assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+        let log = d.log_text();
+        assert!(log.contains("OTLP export failed"), "{protocol}: {log}");
+        assert!(
+            store.traces.lock().unwrap().is_empty() && store.metrics.lock().unwrap().is_empty(),
+            "{protocol}: a collector the daemon must not trust received data"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! This module only reads and checks; the exporters live in `src/telemetry/otlp.rs`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -28,6 +29,18 @@ pub struct OtlpConfig {
     /// They add to `OTEL_EXPORTER_OTLP_HEADERS`.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
+    /// PEM file of CA certificates to trust for an `https://` collector, beside the system
+    /// roots and the bundled web roots. Default: `OTEL_EXPORTER_OTLP_CERTIFICATE` when set.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate (chain) for collectors that ask for one (mutual
+    /// TLS). Needs `client_key`. Default: `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` when set.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key. Default:
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` when set.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Time limit of one export. Default: `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) when
     /// set, else 10 s.
     #[serde(default)]
@@ -57,6 +70,9 @@ impl Default for OtlpConfig {
             endpoint: None,
             protocol: None,
             headers: BTreeMap::new(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
             timeout: None,
             metrics_interval: default_metrics_interval(),
             sample_ratio: default_sample_ratio(),
@@ -141,6 +157,41 @@ impl OtlpConfig {
         }
         for (k, v) in self.headers.iter_mut() {
             check_header(problems, &format!("otlp.headers.{k}"), k, v);
+        }
+        for (name, file) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    problems.push(
+                        format!("otlp.{name}"),
+                        format!("no such file: {}", f.display()),
+                    );
+                } else if self
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://"))
+                {
+                    // Silently unused TLS settings would hide a plain-text export.
+                    problems.push(
+                        format!("otlp.{name}"),
+                        "TLS settings need an https:// endpoint (the endpoint given is http://)",
+                    );
+                }
+            }
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => problems.push(
+                "otlp.client_key",
+                "missing: `client_cert` needs the key that goes with it",
+            ),
+            (None, Some(_)) => problems.push(
+                "otlp.client_cert",
+                "missing: `client_key` needs the certificate that goes with it",
+            ),
+            _ => {}
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             problems.push("otlp.timeout", "must be greater than 0");
@@ -239,6 +290,27 @@ headers = { "bad header" = "x" }
         assert!(
             problems("[otlp]\nsampling = 1\n").contains("otlp.sampling: unknown field `sampling`")
         );
+    }
+
+    #[test]
+    fn tls_files_are_checked_and_refused_on_a_plain_endpoint() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let all = problems(&format!(
+            "[otlp]\nendpoint = \"http://127.0.0.1:4317\"\nca_file = \"{file}\"\n\
+             client_key = \"/nonexistent/key.pem\"\n"
+        ));
+        for expected in [
+            "otlp.ca_file: TLS settings need an https:// endpoint (the endpoint given is http://)",
+            "otlp.client_key: no such file: /nonexistent/key.pem",
+            "otlp.client_cert: missing: `client_key` needs the certificate that goes with it",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        let https = format!(
+            "[otlp]\nendpoint = \"https://127.0.0.1:4317\"\nca_file = \"{file}\"\n\
+             client_cert = \"{file}\"\nclient_key = \"{file}\"\n"
+        );
+        assert_eq!(problems(&https), "");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::stores::check_url;
+use super::stores::{check_url, RedisTlsConfig};
 use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// How the probe publishes its messages.
@@ -50,6 +50,11 @@ pub struct PubsubConfig {
     /// holds a password.
     #[serde(default)]
     pub redis_url: Option<Secret>,
+    /// With `publish = "redis"` and a `rediss://` URL: its TLS settings (`ca_file`,
+    /// `insecure_skip_verify`, `client_cert`, `client_key`). Default: verify the server
+    /// against the bundled web roots.
+    #[serde(default)]
+    pub redis_tls: Option<RedisTlsConfig>,
     /// With `publish = "redis"`: the channel messages are published to.
     #[serde(default = "default_channel")]
     pub channel: String,
@@ -191,6 +196,13 @@ impl PubsubConfig {
                     problems,
                 ),
             },
+        }
+        if let Some(tls) = &self.redis_tls {
+            let tls_path = format!("{path}.redis_tls");
+            match (&self.redis_url, self.publish) {
+                (Some(url), PublishVia::Redis) => tls.validate(url, &tls_path, problems),
+                _ => problems.push(tls_path, "applies only with `publish = \"redis\"`"),
+            }
         }
         if self.publish == PublishVia::Redis && self.channel.is_empty() {
             problems.push(format!("{path}.channel"), "must not be empty");

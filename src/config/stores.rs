@@ -4,6 +4,8 @@
 //! Like the rest of `config`, this module only reads and checks; it never connects to the
 //! servers it names, and never echoes a URL that may hold a password.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
@@ -13,9 +15,13 @@ use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Redis URL (`redis://[:password@]host:port[/db]`); use an `env:` or `file:` reference
-    /// when it holds a password.
+    /// Redis URL (`redis://[:password@]host:port[/db]`, or `rediss://…` for TLS); use an
+    /// `env:` or `file:` reference when it holds a password.
     pub url: Secret,
+    /// TLS settings of a `rediss://` URL. Default: verify the server against the bundled web
+    /// roots.
+    #[serde(default)]
+    pub tls: Option<RedisTlsConfig>,
     /// Workers, each with its own connection, running operations back to back (seed 004:
     /// 100 concurrent operations).
     #[serde(default = "default_redis_concurrency")]
@@ -58,6 +64,67 @@ pub struct RedisConfig {
     /// Timeout of each connection attempt; a failed one is a `connect` error.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+}
+
+/// TLS settings of a `rediss://` connection (the Redis workload probe's `tls`, the pub/sub
+/// probe's `redis_tls`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    /// PEM file of the CA certificates that sign the server's certificate. The Redis client
+    /// trusts one store: given, it replaces the bundled web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (as `#insecure` at the end of the URL does). Only for test
+    /// servers with throw-away certificates.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// PEM file of a client certificate (chain), for servers that ask for one
+    /// (`tls-auth-clients yes`). Needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl RedisTlsConfig {
+    /// Checks the table against its (resolved) URL: TLS settings on a plain `redis://` URL
+    /// would be silently ignored, so they are refused.
+    pub fn validate(&self, url: &Secret, path: &str, problems: &mut Problems) {
+        let plain = ["redis://", "redis+unix://", "unix://"];
+        if plain.iter().any(|s| url.expose().starts_with(s)) {
+            problems.push(
+                path,
+                "TLS settings need a `rediss://` URL (the URL given speaks plain TCP)",
+            );
+        }
+        for (name, file) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    problems.push(
+                        format!("{path}.{name}"),
+                        format!("no such file: {}", f.display()),
+                    );
+                }
+            }
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => problems.push(
+                format!("{path}.client_key"),
+                "missing: `client_cert` needs the key that goes with it",
+            ),
+            (None, Some(_)) => problems.push(
+                format!("{path}.client_cert"),
+                "missing: `client_key` needs the certificate that goes with it",
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// Settings of an SQL probe: named queries against PostgreSQL, at a rate (open model) or a
@@ -205,6 +272,9 @@ impl RedisConfig {
             "a Redis URL (redis://…)",
             problems,
         );
+        if let Some(tls) = &self.tls {
+            tls.validate(&self.url, &format!("{path}.tls"), problems);
+        }
         if !(1..=MAX_REDIS_CONCURRENCY).contains(&self.concurrency) {
             problems.push(
                 format!("{path}.concurrency"),

@@ -10,6 +10,7 @@ mod histogram;
 mod label;
 pub mod otlp;
 mod otlp_export;
+mod otlp_tls;
 mod quantiles;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -31,6 +31,7 @@ use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
 
 use super::otlp_export::{metric_exporter, span_exporter};
+use super::otlp_tls::OtlpTls;
 use crate::config::{OtlpConfig, ProbeConfig};
 use crate::engine::recorder::{ClassicBuckets, REQUEST_BUCKETS_SECONDS};
 use crate::engine::trace::random_id;
@@ -116,6 +117,7 @@ impl Otlp {
             return Ok(None);
         }
         let protocol = cfg.resolved_protocol(env);
+        let tls = OtlpTls::load(cfg, env).map_err(|e| e.to_string())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("plimsoll-otlp")
@@ -129,6 +131,7 @@ impl Otlp {
         let tracing = if traces_on {
             let exporter = span_exporter(
                 cfg,
+                &tls,
                 protocol,
                 &handle,
                 pending.clone(),
@@ -153,7 +156,7 @@ impl Otlp {
             None
         };
         let metrics = if metrics_on {
-            let exporter = metric_exporter(cfg, protocol, &handle, dropped_metrics)?;
+            let exporter = metric_exporter(cfg, &tls, protocol, &handle, dropped_metrics)?;
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(cfg.metrics_interval.as_duration())
                 .build();

@@ -22,6 +22,7 @@ use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as SdkSpanExporter};
 use prometheus_client::metrics::counter::Counter;
 
+use super::otlp_tls::OtlpTls;
 use crate::config::{OtlpConfig, OtlpProtocol};
 
 /// Polls a future inside a tokio runtime's context. The SDK drives exports with a plain
@@ -174,15 +175,29 @@ fn tonic_metadata(cfg: &OtlpConfig) -> opentelemetry_otlp::tonic_types::metadata
     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(h)
 }
 
+/// Time limit of one export over HTTP: the table's, else `OTEL_EXPORTER_OTLP_TIMEOUT`
+/// (milliseconds), else 10 s, as the exporter itself resolves it.
+fn http_timeout(cfg: &OtlpConfig) -> Duration {
+    cfg.timeout.map(|t| t.as_duration()).unwrap_or_else(|| {
+        std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis)
+    })
+}
+
 /// Builds an OTLP exporter (`SpanExporter` or `MetricExporter`, whose builders share their
 /// methods but no trait) for the transport, adding the signal's path to an HTTP base URL.
+/// Both transports get the TLS settings; they apply to `https://` endpoints only.
 macro_rules! otlp_exporter {
-    ($kind:ident, $cfg:expr, $protocol:expr, $signal:literal) => {{
+    ($kind:ident, $cfg:expr, $tls:expr, $protocol:expr, $signal:literal) => {{
         let cfg: &OtlpConfig = $cfg;
+        let tls: &OtlpTls = $tls;
         match $protocol {
             OtlpProtocol::Grpc => {
                 let mut b = $kind::builder()
                     .with_tonic()
+                    .with_tls_config(tls.tonic_config())
                     .with_metadata(tonic_metadata(cfg));
                 if let Some(e) = &cfg.endpoint {
                     b = b.with_endpoint(e.clone());
@@ -193,8 +208,12 @@ macro_rules! otlp_exporter {
                 b.build()
             }
             OtlpProtocol::HttpProtobuf => {
+                let client = tls
+                    .http_client(http_timeout(cfg))
+                    .map_err(|e| format!("cannot build the OTLP {} exporter: {e}", $signal))?;
                 let mut b = $kind::builder()
                     .with_http()
+                    .with_http_client(client)
                     .with_protocol(Protocol::HttpBinary)
                     .with_headers(headers_of(cfg).into_iter().collect());
                 if let Some(e) = &cfg.endpoint {
@@ -214,6 +233,7 @@ macro_rules! otlp_exporter {
 /// background task on it.
 pub(super) fn span_exporter(
     cfg: &OtlpConfig,
+    tls: &OtlpTls,
     protocol: OtlpProtocol,
     handle: &tokio::runtime::Handle,
     pending: Arc<AtomicUsize>,
@@ -221,7 +241,7 @@ pub(super) fn span_exporter(
 ) -> Result<CountingSpanExporter, String> {
     let _entered = handle.enter();
     Ok(CountingSpanExporter {
-        inner: otlp_exporter!(SpanExporter, cfg, protocol, "traces")?,
+        inner: otlp_exporter!(SpanExporter, cfg, tls, protocol, "traces")?,
         handle: handle.clone(),
         pending,
         dropped,
@@ -232,13 +252,14 @@ pub(super) fn span_exporter(
 /// Builds the metric exporter (cumulative temporality, the SDK's default).
 pub(super) fn metric_exporter(
     cfg: &OtlpConfig,
+    tls: &OtlpTls,
     protocol: OtlpProtocol,
     handle: &tokio::runtime::Handle,
     dropped: Counter,
 ) -> Result<CountingMetricExporter, String> {
     let _entered = handle.enter();
     Ok(CountingMetricExporter {
-        inner: otlp_exporter!(MetricExporter, cfg, protocol, "metrics")?,
+        inner: otlp_exporter!(MetricExporter, cfg, tls, protocol, "metrics")?,
         handle: handle.clone(),
         dropped,
         failures: FailureLog::default(),

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,5 +1,6 @@
 //! A throw-away Redis server for integration tests: `redis-server` on a free 127.0.0.1 port,
-//! without persistence, its working directory a temporary one, killed when dropped.
+//! without persistence, its working directory a temporary one, killed when dropped. With
+//! `start_tls`, the port speaks TLS only (`--port 0 --tls-port PORT`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,7 +13,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// A running Redis server, stopped when dropped.
 pub struct Redis {
     child: Child,
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://127.0.0.1:PORT` with TLS.
     pub url: String,
     pub port: u16,
     // Dropped last: the directory goes only after the server has stopped.
@@ -22,6 +23,24 @@ pub struct Redis {
 impl Redis {
     /// Starts the server; panics with a hint when `redis-server` is missing.
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// Same, speaking TLS only, with this certificate and key, trusting `ca_file` for client
+    /// certificates; `require_client_cert` is `--tls-auth-clients yes`.
+    #[allow(dead_code)]
+    pub fn start_tls(
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+        ca_file: &std::path::Path,
+        require_client_cert: bool,
+    ) -> Redis {
+        Redis::start_with(Some((cert_file, key_file, ca_file, require_client_cert)))
+    }
+
+    fn start_with(
+        tls: Option<(&std::path::Path, &std::path::Path, &std::path::Path, bool)>,
+    ) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("plimsoll-redis")
             .tempdir()
@@ -30,8 +49,21 @@ impl Redis {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match tls {
+            None => cmd.args(["--port", &port.to_string()]),
+            Some((cert, key, ca, auth)) => cmd
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", if auth { "yes" } else { "no" }]),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
@@ -39,14 +71,20 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs: install the `redis-server` package (scripts/test does)");
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
         let mut r = Redis {
             child,
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             port,
             _dir: dir,
         };
         let t0 = Instant::now();
-        while r.command(&["PING"]).as_deref() != Some("+PONG") {
+        // A TLS port cannot be PINGed in plain text: accepting connections is ready enough.
+        let ready = |r: &Redis| match tls {
+            None => r.command(&["PING"]).as_deref() == Some("+PONG"),
+            Some(_) => TcpStream::connect(("127.0.0.1", r.port)).is_ok(),
+        };
+        while !ready(&r) {
             if let Ok(Some(status)) = r.child.try_wait() {
                 panic!("redis-server exited during start-up: {status}");
             }

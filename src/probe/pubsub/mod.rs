@@ -186,8 +186,7 @@ async fn run(
                 .as_ref()
                 .map(|s| s.expose())
                 .unwrap_or_default();
-            let client = ::redis::Client::open(url)
-                .map_err(|e| format!("the Redis URL is not usable ({:?})", e.kind()))?;
+            let client = crate::probe::redis::client(url, cfg.redis_tls.as_ref())?;
             let connect = client.get_multiplexed_async_connection();
             let conn = unless_stopped(
                 stop,
