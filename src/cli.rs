@@ -47,6 +47,15 @@ pub enum Command {
     /// Convert another tool's script into a Plimsoll configuration (printed on stdout).
     #[command(subcommand)]
     Import(ImportCommand),
+    /// The fault proxy on its own: listeners forwarding to upstreams, with toxics.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Proxy file (TOML): `[[listener]]` entries with their toxics.
+    #[arg(long, short)]
+    pub config: PathBuf,
 }
 
 /// Scripts `plimsoll import` converts.
@@ -163,6 +172,23 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Run(a) => run_daemon(a),
         Command::Demo(a) => crate::daemon::demo::run(a.listen),
         Command::Import(ImportCommand::Artillery(a)) => import_artillery(&a.file),
+        Command::Proxy(a) => proxy(&a.config),
+    }
+}
+
+/// `plimsoll proxy`: 3 for a bad file, 4 when a listener cannot be bound.
+fn proxy(file: &std::path::Path) -> i32 {
+    crate::daemon::init_logging();
+    match crate::fault::run_proxy(file) {
+        Ok(()) => 0,
+        Err(crate::fault::FaultError::Config(e)) => {
+            print_config_errors(file, &e);
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("plimsoll proxy: {e}");
+            4
+        }
     }
 }
 

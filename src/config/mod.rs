@@ -8,6 +8,7 @@
 mod benchmark;
 mod daemon;
 mod duration;
+mod fault;
 mod flow;
 mod load;
 mod otlp;
@@ -24,6 +25,10 @@ use serde::Deserialize;
 pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
+pub use fault::{
+    load_proxy_file, load_proxy_str, CommandActionConfig, FaultActionConfig, HttpActionConfig,
+    ProxyConfig, ProxyListenerConfig, ToxicConfig, ToxicDirection, ToxicKindName,
+};
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
