@@ -356,11 +356,12 @@ fn echoed(p: &TestProxy, n: usize) -> usize {
     std::thread::sleep(Duration::from_millis(200));
     conns
         .iter_mut()
-        .filter(|s| {
+        .map(|s| {
             s.set_nonblocking(true).unwrap();
             let mut b = [0u8; 1];
             matches!(s.read(&mut b), Ok(1))
         })
+        .filter(|echoed| *echoed)
         .count()
 }
 

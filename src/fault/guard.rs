@@ -19,6 +19,9 @@ use super::toxic::Toxic;
 const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// What a guard injects and clears.
+// Built once per fault and moved into its guard: the size of the action variant costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Set toxics on a proxy listener; the clear puts back the toxics it had before.

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::proxy::{Listener, Phase};
+use super::proxy::{ConnSignal, Listener, Phase};
 use super::toxic::{bandwidth_piece, transmit_time, ToxicSet, Way, WayToxics};
 
 /// Read buffer of each way: large enough for bulk transfers in few syscalls.
@@ -58,7 +58,8 @@ pub(super) async fn serve(
     toxics: watch::Receiver<Arc<ToxicSet>>,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let _open = OpenGuard::new(&listener.stats.open);
+    let _open = OpenGuard::new(&listener);
+    let signal = _open.signal.clone();
     // One draw per connection: both ways derive the same toxicity decisions from it.
     let seed = fastrand::u64(..);
     if toxics.borrow().view(Way::Upstream, seed).down {
@@ -88,12 +89,12 @@ pub(super) async fn serve(
     let kill = {
         let (mut cr, mut cw) = client.split();
         let (mut ur, mut uw) = upstream.split();
-        let up = Pump::new(Way::Upstream, seed, toxics.clone(), phase.clone()).run(
+        let up = Pump::new(Way::Upstream, seed, toxics.clone(), phase.clone(), &signal).run(
             &mut cr,
             &mut uw,
             &listener.stats.bytes_upstream,
         );
-        let down = Pump::new(Way::Downstream, seed, toxics, phase).run(
+        let down = Pump::new(Way::Downstream, seed, toxics, phase, &signal).run(
             &mut ur,
             &mut cw,
             &listener.stats.bytes_downstream,
@@ -132,19 +133,29 @@ pub(super) async fn closed(phase: &mut watch::Receiver<Phase>) {
     let _ = phase.wait_for(|p| *p == Phase::Closed).await;
 }
 
-/// Counts a connection as open while it lives.
-struct OpenGuard<'a>(&'a AtomicU64);
+/// Counts a connection as open, and keeps its signal registered, while it lives.
+struct OpenGuard<'a> {
+    listener: &'a Listener,
+    id: u64,
+    signal: Arc<ConnSignal>,
+}
 
 impl<'a> OpenGuard<'a> {
-    fn new(c: &'a AtomicU64) -> Self {
-        c.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(c)
+    fn new(listener: &'a Listener) -> Self {
+        listener.stats.open.fetch_add(1, Ordering::Relaxed);
+        let (id, signal) = listener.join();
+        OpenGuard {
+            listener,
+            id,
+            signal,
+        }
     }
 }
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.listener.leave(self.id);
+        self.listener.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -156,8 +167,12 @@ struct Chunk {
 }
 
 /// One way of a connection.
-struct Pump {
+struct Pump<'a> {
     way: Way,
+    /// Bumped when the toxics switch or the proxy closes; `seen` is the last generation
+    /// this way acted on.
+    signal: &'a ConnSignal,
+    seen: u64,
     seed: u64,
     toxics: watch::Receiver<Arc<ToxicSet>>,
     phase: watch::Receiver<Phase>,
@@ -174,16 +189,19 @@ struct Pump {
     rng: fastrand::Rng,
 }
 
-impl Pump {
+impl<'a> Pump<'a> {
     fn new(
         way: Way,
         seed: u64,
         toxics: watch::Receiver<Arc<ToxicSet>>,
         phase: watch::Receiver<Phase>,
+        signal: &'a ConnSignal,
     ) -> Self {
         let now = Instant::now();
         Pump {
             way,
+            signal,
+            seen: signal.generation(),
             seed,
             toxics,
             phase,
@@ -199,11 +217,25 @@ impl Pump {
 
     /// Takes the current toxic set; `true` when a `down` applies.
     fn refresh(&mut self) -> bool {
+        self.seen = self.signal.generation();
         let set = self.toxics.borrow_and_update().clone();
         self.view = set.view(self.way, self.seed);
         self.since = Instant::now();
         self.limited = 0;
         self.view.down
+    }
+
+    /// After a signal: what changed, if anything. `Some` ends the loop.
+    fn on_signal(&mut self) -> Option<PumpEnd> {
+        self.seen = self.signal.generation();
+        if *self.phase.borrow() == Phase::Closed {
+            return Some(PumpEnd::Kill(Kill::Stopped));
+        }
+        match self.toxics.has_changed() {
+            Err(_) => Some(PumpEnd::Kill(Kill::Stopped)),
+            Ok(true) if self.refresh() => Some(PumpEnd::Kill(Kill::Down)),
+            Ok(_) => None,
+        }
     }
 
     async fn run<R, W>(mut self, src: &mut R, dst: &mut W, bytes: &AtomicU64) -> PumpEnd
@@ -227,17 +259,9 @@ impl Pump {
                 // while data keeps coming.
                 tokio::select! {
                     biased;
-                    r = self.toxics.changed() => {
-                        if r.is_err() {
-                            return PumpEnd::Kill(Kill::Stopped);
-                        }
-                        if self.refresh() {
-                            return PumpEnd::Kill(Kill::Down);
-                        }
-                    }
-                    r = self.phase.changed() => {
-                        if r.is_err() || *self.phase.borrow() == Phase::Closed {
-                            return PumpEnd::Kill(Kill::Stopped);
+                    _ = self.signal.changed(self.seen) => {
+                        if let Some(end) = self.on_signal() {
+                            return end;
                         }
                     }
                     r = src.read(&mut buf) => match r {
@@ -310,17 +334,9 @@ impl Pump {
         };
         tokio::select! {
             biased;
-            r = self.toxics.changed() => {
-                if r.is_err() {
-                    return Some(PumpEnd::Kill(Kill::Stopped));
-                }
-                if self.refresh() {
-                    return Some(PumpEnd::Kill(Kill::Down));
-                }
-            }
-            r = self.phase.changed() => {
-                if r.is_err() || *self.phase.borrow() == Phase::Closed {
-                    return Some(PumpEnd::Kill(Kill::Stopped));
+            _ = self.signal.changed(self.seen) => {
+                if let Some(end) = self.on_signal() {
+                    return Some(end);
                 }
             }
             _ = sleep_until_opt(timer), if timer.is_some() => {}

@@ -6,10 +6,15 @@
 //! stops accepting, lets open connections finish within a grace period, then closes the rest.
 //! This module must not decide when a fault happens (the fault probe does) nor name metrics.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -94,6 +99,47 @@ pub struct ListenerCounts {
     pub bytes_downstream: u64,
 }
 
+/// Wakes one connection when its listener's toxics switch or the proxy closes.
+///
+/// The data path polls it on every wake-up, so it is an atomic counter and an atomic waker:
+/// no lock per chunk (a `watch::Receiver::changed` future would take the channel's lock,
+/// shared by every connection, each time it is polled).
+#[derive(Default)]
+pub(super) struct ConnSignal {
+    generation: AtomicU64,
+    waker: AtomicWaker,
+}
+
+impl ConnSignal {
+    /// The generation now; [`changed`](Self::changed) waits for another.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Resolves with the new generation once it differs from `seen`.
+    pub fn changed(&self, seen: u64) -> impl Future<Output = u64> + '_ {
+        std::future::poll_fn(move |cx| {
+            let g = self.generation();
+            if g != seen {
+                return Poll::Ready(g);
+            }
+            // Register, then look again: a bump between the two loads is not lost.
+            self.waker.register(cx.waker());
+            let g = self.generation();
+            if g != seen {
+                Poll::Ready(g)
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
 /// A running listener, shared by its accept loop, its connections and the handles.
 pub(super) struct Listener {
     pub name: String,
@@ -103,6 +149,34 @@ pub(super) struct Listener {
     /// The current toxics; connections watch it, so a switch reaches open ones.
     toxics: watch::Sender<Arc<ToxicSet>>,
     pub stats: Stats,
+    /// The open connections' signals, by connection id.
+    conns: Mutex<HashMap<u64, Arc<ConnSignal>>>,
+    next_conn: AtomicU64,
+}
+
+impl Listener {
+    /// Registers a new connection; it is signalled until [`leave`](Self::leave).
+    pub fn join(&self) -> (u64, Arc<ConnSignal>) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let signal = Arc::new(ConnSignal::default());
+        self.lock_conns().insert(id, signal.clone());
+        (id, signal)
+    }
+
+    pub fn leave(&self, id: u64) {
+        self.lock_conns().remove(&id);
+    }
+
+    /// Wakes every open connection to look at the toxics and the phase again.
+    fn signal_all(&self) {
+        for s in self.lock_conns().values() {
+            s.bump();
+        }
+    }
+
+    fn lock_conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnSignal>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Switches the toxics of a running proxy's listeners. Cheap to clone; stays usable after
@@ -138,6 +212,7 @@ impl ProxyHandle {
                 toxics,
             })
         });
+        l.signal_all();
         Ok(())
     }
 
@@ -240,6 +315,8 @@ impl FaultProxy {
                 upstream: s.upstream,
                 toxics,
                 stats: Stats::default(),
+                conns: Mutex::new(HashMap::new()),
+                next_conn: AtomicU64::new(0),
             });
             bound.push((listener, socket));
         }
@@ -278,7 +355,7 @@ impl FaultProxy {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let closed_connections = self.handle.open_connections();
-        let _ = self.phase.send(Phase::Closed);
+        self.close_all();
         self.done_tx = None;
         let clean = tokio::time::timeout(CLOSE_WAIT, self.done_rx.recv())
             .await
@@ -290,9 +367,18 @@ impl FaultProxy {
     }
 }
 
+impl FaultProxy {
+    fn close_all(&self) {
+        let _ = self.phase.send(Phase::Closed);
+        for l in self.handle.listeners.iter() {
+            l.signal_all();
+        }
+    }
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        let _ = self.phase.send(Phase::Closed);
+        self.close_all();
     }
 }
 
