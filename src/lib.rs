@@ -11,6 +11,8 @@
 //! - [`verdict`] turns measured numbers into grades with the seed documents' thresholds.
 //! - [`report`] writes the JSON result document and the terminal summary.
 //! - [`telemetry`] names and emits every metric (Prometheus exposition).
+//! - [`fault`] is the built-in fault proxy (toxics on TCP listeners) and the external fault
+//!   actions, each cleared by a guard whatever happens (`plimsoll proxy`).
 //! - [`import`] converts other tools' scripts (Artillery) into Plimsoll configurations.
 //! - [`daemon`] schedules probes, serves `/metrics` and the status endpoints, and handles
 //!   signals and the service lifecycle (`plimsoll run`, `plimsoll demo`).
@@ -23,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod exit;
+pub mod fault;
 pub mod import;
 pub mod probe;
 pub mod report;

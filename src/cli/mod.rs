@@ -10,6 +10,7 @@ mod import;
 mod load;
 mod once;
 mod progress;
+mod proxy;
 mod run;
 mod validate;
 
@@ -48,6 +49,15 @@ pub enum Command {
     /// Convert another tool's script into a Plimsoll configuration (printed on stdout).
     #[command(subcommand)]
     Import(ImportCommand),
+    /// The fault proxy on its own: listeners forwarding to upstreams, with toxics.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Proxy file (TOML): `[[listener]]` entries with their toxics.
+    #[arg(long, short)]
+    pub config: PathBuf,
 }
 
 /// Scripts `plimsoll import` converts.
@@ -175,6 +185,7 @@ pub fn execute(cli: Cli) -> Exit {
         Command::Run(a) => run::run_daemon(a),
         Command::Demo(a) => demo::run(a.listen),
         Command::Import(ImportCommand::Artillery(a)) => import::import_artillery(&a.file),
+        Command::Proxy(a) => proxy::proxy(&a.config),
     }
 }
 

@@ -9,6 +9,7 @@ mod benchmark;
 mod capacity;
 mod daemon;
 mod duration;
+mod fault;
 mod flow;
 mod guardrails;
 mod limits;
@@ -33,6 +34,10 @@ pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
+pub use fault::{
+    load_proxy_file, load_proxy_str, CommandActionConfig, FaultActionConfig, HttpActionConfig,
+    ProxyConfig, ProxyListenerConfig, ToxicConfig, ToxicDirection, ToxicKindName,
+};
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
