@@ -56,7 +56,7 @@ pub use read::{
 pub use request::{
     placeholders, GeneratorConfig, RequestConfig, SignConfig, SignKind, TimestampFormat,
 };
-pub use secret::Secret;
+pub use secret::{redact_secrets, Secret};
 pub use stores::{RedisConfig, RedisTlsConfig, SqlConfig, SqlQueryConfig};
 pub use thresholds::{Bands, Grade, Profile, ThresholdsConfig};
 pub use url::{parse_base_url, redact_url, BaseUrl, Userinfo};

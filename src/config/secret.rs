@@ -25,6 +25,38 @@ pub fn without_secrets<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Values resolved from `env:` and `file:` references in this process, so that a target that
+/// echoes one back (in a body an expectation quotes, an error message) cannot carry it into a
+/// result, a log or the API: see [`redact_secrets`].
+static RESOLVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Shortest value treated as a secret when redacting: shorter ones would mangle ordinary text.
+const MIN_REDACTED_LEN: usize = 4;
+
+fn remember(value: &str) {
+    if value.len() < MIN_REDACTED_LEN {
+        return;
+    }
+    let mut known = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if !known.iter().any(|k| k == value) {
+        known.push(value.to_string());
+        // Longest first, so a secret that contains another is replaced whole.
+        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    }
+}
+
+/// `text` with every value resolved from an `env:` or `file:` reference replaced by `***`.
+pub fn redact_secrets(text: &str) -> String {
+    let known = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for k in known.iter() {
+        if out.contains(k.as_str()) {
+            out = out.replace(k.as_str(), "***");
+        }
+    }
+    out
+}
+
 /// A string that may be a reference to an environment variable or a file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
@@ -60,6 +92,9 @@ impl Secret {
             .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
             // Files written by editors and `echo` end in a newline that is not part of the secret.
             self.value = text.trim_end_matches(['\n', '\r']).to_string();
+        }
+        if self.is_reference() {
+            remember(&self.value);
         }
         Ok(())
     }
