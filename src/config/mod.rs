@@ -35,7 +35,8 @@ pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use fault::{
-    load_proxy_file, load_proxy_str, CommandActionConfig, FaultActionConfig, HttpActionConfig,
+    load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
+    FaultInjectConfig, FaultProbeConfig, HttpActionConfig,
     ProxyConfig, ProxyListenerConfig, ToxicConfig, ToxicDirection, ToxicKindName,
 };
 pub use flow::{
