@@ -742,7 +742,10 @@ impl FaultProbeConfig {
             );
         }
         if !(0.0..=1.0).contains(&self.min_success_ratio) {
-            problems.push(format!("{path}.min_success_ratio"), "must be between 0 and 1");
+            problems.push(
+                format!("{path}.min_success_ratio"),
+                "must be between 0 and 1",
+            );
         }
         if !(self.p99_factor >= 1.0) {
             problems.push(format!("{path}.p99_factor"), "must be at least 1");

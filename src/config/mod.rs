@@ -36,8 +36,8 @@ pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use fault::{
     load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
-    FaultInjectConfig, FaultProbeConfig, HttpActionConfig,
-    ProxyConfig, ProxyListenerConfig, ToxicConfig, ToxicDirection, ToxicKindName,
+    FaultInjectConfig, FaultProbeConfig, HttpActionConfig, ProxyConfig, ProxyListenerConfig,
+    ToxicConfig, ToxicDirection, ToxicKindName,
 };
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    BenchmarkConfig, CapacityConfig, FaultProbeConfig, Limits, LoadConfig, Problems, PubsubConfig, RaceConfig,
-    RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
+    BenchmarkConfig, CapacityConfig, FaultProbeConfig, Limits, LoadConfig, Problems, PubsubConfig,
+    RaceConfig, RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
 };
 
 /// The probe kinds. Each name is also the name of the kind's table (`[probe.load]`).

@@ -406,7 +406,8 @@ impl Worker {
         }
         self.last_end.set(Some(end));
         if error.is_none() {
-            let us = u64::try_from(end.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
+            let us =
+                u64::try_from(end.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
             slot.latency[super::recorder::live_bucket(us)].fetch_add(1, Ordering::Relaxed);
         }
         slot.requests.fetch_add(1, Ordering::Relaxed);

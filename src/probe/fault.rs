@@ -46,8 +46,8 @@ use crate::fault::{
 };
 use crate::report::outcome::{detail_of, stats_of};
 use crate::report::{
-    rfc3339, round3, BacklogSample, FaultFigures, FaultStats, FaultWindow, KindBlock,
-    PhaseFigures, ProbeResult, SteadyBand,
+    rfc3339, round3, BacklogSample, FaultFigures, FaultStats, FaultWindow, KindBlock, PhaseFigures,
+    ProbeResult, SteadyBand,
 };
 use crate::verdict::{Grade, Verdict};
 
@@ -139,7 +139,9 @@ fn run_timeline(
     let extra = match &fault {
         Fault::Toxics { .. } => PLAN_SLACK,
         Fault::Action { inject, clear } => {
-            PLAN_SLACK + action_timeout(inject) + clear.as_ref().map_or(Duration::ZERO, action_timeout)
+            PLAN_SLACK
+                + action_timeout(inject)
+                + clear.as_ref().map_or(Duration::ZERO, action_timeout)
         }
     };
     let load = c.timeline_load(extra);
@@ -190,7 +192,10 @@ fn run_timeline(
                         std::thread::sleep((next - now).min(POLL));
                         continue;
                     }
-                    reads.lock().unwrap_or_else(|e| e.into_inner()).push(read(&progress));
+                    reads
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(read(&progress));
                     k += 1;
                 }
             })
@@ -248,20 +253,13 @@ fn run_timeline(
             }
         }
     }
-    engine_stop.store(true, Ordering::Relaxed);
-    // The last read closes the last window: take it before the engine's tail is counted.
-    let end = Instant::now();
+    // Only whole windows count: the sampler ends before the engine, whose stop may end
+    // requests in flight.
     sampling.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         let _ = s.join();
     }
-    {
-        let mut r = reads.lock().unwrap_or_else(|e| e.into_inner());
-        let last = read(&progress);
-        if r.last().is_none_or(|l| l.at < last.at && last.at <= end + POLL) {
-            r.push(last);
-        }
-    }
+    engine_stop.store(true, Ordering::Relaxed);
     if let Some(t) = backlog_task {
         let _ = rt.block_on(t);
     }
@@ -285,11 +283,22 @@ fn run_timeline(
     };
     let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|e| e.into_inner()));
     let backlog = std::mem::take(&mut *backlog.lock().unwrap_or_else(|e| e.into_inner()));
-    let figures = figures(c, started_at, t0, &reads, inject_at, clear_at, record, backlog);
+    let figures = figures(
+        c, started_at, t0, &reads, inject_at, clear_at, record, backlog,
+    );
     if stopped {
         notes.push("stopped before the timeline ended".into());
     }
-    grade(probe, c, started_at, t0.elapsed(), outcome, figures, failed, notes)
+    grade(
+        probe,
+        c,
+        started_at,
+        t0.elapsed(),
+        outcome,
+        figures,
+        failed,
+        notes,
+    )
 }
 
 /// Stops the run's proxy, if it has one.
@@ -312,12 +321,18 @@ fn describe(f: &Fault) -> String {
             listener, toxics, ..
         } => format!(
             "toxics on proxy listener {listener}: {}",
-            toxics.iter().map(Toxic::describe).collect::<Vec<_>>().join(", ")
+            toxics
+                .iter()
+                .map(Toxic::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Fault::Action { inject, clear } => format!(
             "{} (clear: {})",
             inject.describe(),
-            clear.as_ref().map_or_else(|| "none".into(), |c| c.describe())
+            clear
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.describe())
         ),
     }
 }
@@ -385,10 +400,13 @@ async fn sample_backlog(
         let at = Instant::now();
         let value = tokio::time::timeout(BACKLOG_TIMEOUT, read_backlog(&b, &mut redis)).await;
         match value {
-            Ok(Ok(v)) => out.lock().unwrap_or_else(|e| e.into_inner()).push(BacklogSample {
-                at_s: round3(at.duration_since(t0).as_secs_f64()),
-                value: v,
-            }),
+            Ok(Ok(v)) => out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(BacklogSample {
+                    at_s: round3(at.duration_since(t0).as_secs_f64()),
+                    value: v,
+                }),
             Ok(Err(e)) if !warned => {
                 warned = true;
                 tracing::warn!("backlog: {e}");
@@ -457,7 +475,9 @@ async fn http_get(url: &str) -> Result<String, String> {
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
     );
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.take(16 << 20)
         .read_to_end(&mut buf)
@@ -488,12 +508,16 @@ fn series_value(text: &str, series: &str) -> Option<f64> {
         ) else {
             continue;
         };
-        let matches = name == series
-            || (!series.contains('{') && name.split('{').next() == Some(series));
+        let matches =
+            name == series || (!series.contains('{') && name.split('{').next() == Some(series));
         if !matches {
             continue;
         }
-        if let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             *sum.get_or_insert(0.0) += v;
         }
     }
@@ -517,7 +541,10 @@ fn percentile_ms(buckets: &[u64; LIVE_LATENCY_BUCKETS], q: f64) -> Option<f64> {
     None
 }
 
-fn diff(a: &[u64; LIVE_LATENCY_BUCKETS], b: &[u64; LIVE_LATENCY_BUCKETS]) -> [u64; LIVE_LATENCY_BUCKETS] {
+fn diff(
+    a: &[u64; LIVE_LATENCY_BUCKETS],
+    b: &[u64; LIVE_LATENCY_BUCKETS],
+) -> [u64; LIVE_LATENCY_BUCKETS] {
     std::array::from_fn(|i| b[i].saturating_sub(a[i]))
 }
 
@@ -569,16 +596,22 @@ fn figures(
         _ => "during",
     };
     // Reads index boundaries; the phases' spans by read index.
-    let idx = |t: Option<f64>| {
-        t.map(|t| {
-            reads
-                .iter()
-                .position(|r| secs(r.at) >= t)
-                .unwrap_or(reads.len().saturating_sub(1))
+    // The phases' figures take whole windows only: a window holding the inject or the
+    // clear is in none of them.
+    let last = reads.len().saturating_sub(1);
+    let first_at_or_after = |t: Option<f64>| {
+        t.map_or(last, |t| {
+            reads.iter().position(|r| secs(r.at) >= t).unwrap_or(last)
         })
     };
-    let last = reads.len().saturating_sub(1);
-    let (i_inject, i_clear) = (idx(inject_s).unwrap_or(last), idx(clear_s).unwrap_or(last));
+    let last_at_or_before = |t: Option<f64>| {
+        t.map_or(last, |t| {
+            reads.iter().rposition(|r| secs(r.at) <= t).unwrap_or(0)
+        })
+    };
+    let i_inject = first_at_or_after(inject_s);
+    let i_during_end = last_at_or_before(clear_s).max(i_inject);
+    let i_clear = first_at_or_after(clear_s);
     // The steady band from the windows wholly before the inject (the first left out when
     // there are others: it opens the connections).
     let before_end = reads
@@ -587,7 +620,11 @@ fn figures(
         .unwrap_or(0);
     let band_from = if before_end >= 2 { 1 } else { 0 };
     let (breq, berr, blat) = span(reads, band_from, before_end);
-    let before_success = if breq == 0 { 1.0 } else { 1.0 - berr as f64 / breq as f64 };
+    let before_success = if breq == 0 {
+        1.0
+    } else {
+        1.0 - berr as f64 / breq as f64
+    };
     let before_p99 = percentile_ms(&blat, 0.99).unwrap_or(0.0);
     let steady = SteadyBand {
         min_success_ratio: round3_small(c.min_success_ratio.min(before_success)),
@@ -598,7 +635,11 @@ fn figures(
         let (req, err, lat) = span(reads, k, k + 1);
         let start = secs(reads[k].at);
         let p99 = percentile_ms(&lat, 0.99);
-        let success = if req == 0 { 1.0 } else { 1.0 - err as f64 / req as f64 };
+        let success = if req == 0 {
+            1.0
+        } else {
+            1.0 - err as f64 / req as f64
+        };
         let ok = req > 0
             && success >= steady.min_success_ratio
             && p99.is_some_and(|p| p <= steady.max_p99_ms);
@@ -646,7 +687,7 @@ fn figures(
         round3_small(1.0 - ratio(e, r))
     });
     let (r0, e0, l0) = span(reads, band_from, i_inject.min(before_end.max(band_from)));
-    let (r1, e1, l1) = span(reads, i_inject, i_clear);
+    let (r1, e1, l1) = span(reads, i_inject, i_during_end);
     let (r2, e2, l2) = span(reads, i_clear, last);
     let p = |l: &[u64; LIVE_LATENCY_BUCKETS]| percentile_ms(l, 0.99).unwrap_or(0.0);
     // Backlog: the peak from the inject on, and the drain back to the level before it.
@@ -724,7 +765,10 @@ fn grade(
     }
     if f.inject_s.is_some() {
         if !f.inject_ok {
-            v.force(Grade::Critical, format!("the fault could not be injected: {}", f.inject_action));
+            v.force(
+                Grade::Critical,
+                format!("the fault could not be injected: {}", f.inject_action),
+            );
         }
         if !f.clear_ok {
             v.force(Grade::Critical, "the fault's clear failed");
@@ -739,10 +783,7 @@ fn grade(
             Some(r) => v.lower_better("recovery_s", r, c.recovery_s.unwrap_or(DEFAULT_RECOVERY_S)),
             None if !stopped => v.force(
                 Grade::Critical,
-                format!(
-                    "did not recover within {} after the clear",
-                    c.after
-                ),
+                format!("did not recover within {} after the clear", c.after),
             ),
             None => {}
         }

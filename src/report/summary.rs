@@ -62,7 +62,11 @@ fn fault_lines(f: &super::FaultStats) -> String {
             let _ = write!(line, "; success after recovery {:.2}%", r * 100.0);
         }
         if let Some(p) = x.backlog_peak {
-            let _ = write!(line, "; backlog peak {p}, drained {}", secs(x.backlog_drain_s));
+            let _ = write!(
+                line,
+                "; backlog peak {p}, drained {}",
+                secs(x.backlog_drain_s)
+            );
         }
         let _ = write!(
             line,
