@@ -147,6 +147,9 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
             reply::method_not_allowed("GET, HEAD")
         };
     }
+    if path == "/flaky" {
+        return flaky(app, &parts.method, query);
+    }
     let known = matches!(
         path,
         "/health"
@@ -185,6 +188,33 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
                 reply::not_found()
             }
         }
+    }
+}
+
+/// Until when `GET /flaky` fails (the fault probe's tests: a target that keeps failing for a
+/// known time after its dependency came back).
+static FLAKY_UNTIL: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// `POST /flaky?ms=N`: `GET /flaky` answers 503 for the next N milliseconds, then 200 again.
+fn flaky(app: &App, method: &Method, query: Option<&str>) -> Response<ReplyBody> {
+    let mut until = FLAKY_UNTIL.lock().unwrap_or_else(|e| e.into_inner());
+    match *method {
+        Method::POST => match query_u64(query, "ms") {
+            Ok(Some(ms)) if ms <= MAX_DELAY_MS => {
+                *until = Some(Instant::now() + Duration::from_millis(ms));
+                reply::json_bytes(StatusCode::OK, Bytes::from_static(b"{\"armed\":true}"))
+            }
+            Ok(_) => app.bad_request("give ms, at most 60000"),
+            Err(message) => app.bad_request(&message),
+        },
+        Method::GET | Method::HEAD => {
+            if until.is_some_and(|u| Instant::now() < u) {
+                reply::error(StatusCode::SERVICE_UNAVAILABLE, "flaky: failing on purpose")
+            } else {
+                reply::json_bytes(StatusCode::OK, Bytes::from_static(HEALTH_BODY))
+            }
+        }
+        _ => reply::method_not_allowed("GET, HEAD, POST"),
     }
 }
 

@@ -54,6 +54,7 @@ fn shipped_configs_validate() {
         "config/examples/redis-workload.toml",
         "config/examples/pubsub.toml",
         "config/examples/sql.toml",
+        "config/examples/fault-proxy.toml",
     ] {
         let out = plimsoll()
             .args(["validate", "--config", f])
@@ -82,6 +83,7 @@ fn shipped_configs_validate() {
 fn the_demo_configuration_validates() {
     let text = plimsoll::cli::DEMO_CONFIG
         .replace("@BACKEND@", "http://127.0.0.1:8080")
+        .replace("@BACKEND_ADDR@", "127.0.0.1:8080")
         .replace("@RESULTS@", "/tmp/plimsoll-demo-test");
     let cfg =
         plimsoll::config::load_str(&text, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"));

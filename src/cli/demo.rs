@@ -48,6 +48,12 @@ pub fn run(listen: SocketAddr) -> Exit {
     let results = std::env::temp_dir().join(format!("plimsoll-demo-{}", std::process::id()));
     let text = DEMO_CONFIG
         .replace("@BACKEND@", &backend_url)
+        .replace(
+            "@BACKEND_ADDR@",
+            backend_url
+                .trim_start_matches("http://")
+                .trim_end_matches('/'),
+        )
         .replace("@RESULTS@", &results.display().to_string());
     let config = match crate::config::load_str(&text, std::env::vars()) {
         Ok(c) => c,

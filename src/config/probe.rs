@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    BenchmarkConfig, CapacityConfig, Limits, LoadConfig, Problems, PubsubConfig, RaceConfig,
-    RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
+    BenchmarkConfig, CapacityConfig, FaultProbeConfig, Limits, LoadConfig, Problems, PubsubConfig,
+    RaceConfig, RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
 };
 
 /// The probe kinds. Each name is also the name of the kind's table (`[probe.load]`).
@@ -25,6 +25,7 @@ pub enum Kind {
     Pubsub,
     Sql,
     Capacity,
+    Fault,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
         Kind::Pubsub,
         Kind::Sql,
         Kind::Capacity,
+        Kind::Fault,
     ];
 
     /// The `kind` value and table name.
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Pubsub => "pubsub",
             Kind::Sql => "sql",
             Kind::Capacity => "capacity",
+            Kind::Fault => "fault",
         }
     }
 
@@ -61,7 +64,12 @@ impl Kind {
     /// other probes of the same target, and is held by the target guardrails).
     pub fn loads_target(self) -> bool {
         match self {
-            Kind::Load | Kind::Race | Kind::Benchmark | Kind::Pubsub | Kind::Capacity => true,
+            Kind::Load
+            | Kind::Race
+            | Kind::Benchmark
+            | Kind::Pubsub
+            | Kind::Capacity
+            | Kind::Fault => true,
             Kind::Redis | Kind::Sql => false,
         }
     }
@@ -85,6 +93,7 @@ pub enum ProbeSpec {
     Pubsub(PubsubConfig),
     Sql(SqlConfig),
     Capacity(CapacityConfig),
+    Fault(FaultProbeConfig),
 }
 
 impl ProbeSpec {
@@ -97,6 +106,7 @@ impl ProbeSpec {
             ProbeSpec::Pubsub(_) => Kind::Pubsub,
             ProbeSpec::Sql(_) => Kind::Sql,
             ProbeSpec::Capacity(_) => Kind::Capacity,
+            ProbeSpec::Fault(_) => Kind::Fault,
         }
     }
 
@@ -110,6 +120,7 @@ impl ProbeSpec {
             Kind::Pubsub => ProbeSpec::Pubsub(de(v)?),
             Kind::Sql => ProbeSpec::Sql(de(v)?),
             Kind::Capacity => ProbeSpec::Capacity(de(v)?),
+            Kind::Fault => ProbeSpec::Fault(de(v)?),
         })
     }
 
@@ -120,20 +131,13 @@ impl ProbeSpec {
             ProbeSpec::Load(l) => {
                 l.validate(&at, limits, problems);
                 if !has_target {
-                    for (j, s) in l.step_configs().iter().enumerate() {
-                        let p = if l.request.is_some() {
-                            format!("{at}.request.url")
-                        } else {
-                            format!("{at}.steps[{j}].url")
-                        };
-                        require_absolute_url(&s.url, p, problems);
-                    }
-                    for (i, sc) in l.scenarios.iter().enumerate() {
-                        for (j, st) in sc.steps.iter().enumerate() {
-                            let p = format!("{at}.scenarios[{i}].steps[{j}].request.url");
-                            require_absolute_url(&st.request.url, p, problems);
-                        }
-                    }
+                    require_absolute_load_urls(l, &at, problems);
+                }
+            }
+            ProbeSpec::Fault(f) => {
+                f.validate(&at, limits, problems);
+                if !has_target {
+                    require_absolute_load_urls(&f.load, &format!("{at}.load"), problems);
                 }
             }
             ProbeSpec::Race(r) => {
@@ -163,6 +167,24 @@ impl ProbeSpec {
                     require_absolute_url(&c.request.url, format!("{at}.request.url"), problems);
                 }
             }
+        }
+    }
+}
+
+/// Reports the relative request URLs of a load whose probe names no target.
+fn require_absolute_load_urls(l: &LoadConfig, at: &str, problems: &mut Problems) {
+    for (j, s) in l.step_configs().iter().enumerate() {
+        let p = if l.request.is_some() {
+            format!("{at}.request.url")
+        } else {
+            format!("{at}.steps[{j}].url")
+        };
+        require_absolute_url(&s.url, p, problems);
+    }
+    for (i, sc) in l.scenarios.iter().enumerate() {
+        for (j, st) in sc.steps.iter().enumerate() {
+            let p = format!("{at}.scenarios[{i}].steps[{j}].request.url");
+            require_absolute_url(&st.request.url, p, problems);
         }
     }
 }
@@ -199,7 +221,8 @@ pub struct ProbeConfig {
 struct CommonFields {
     /// Unique name; it labels every metric and result of this probe.
     name: String,
-    /// Probe kind: `load`, `race`, `benchmark`, `redis`, `pubsub`, `sql` or `capacity`.
+    /// Probe kind: `load`, `race`, `benchmark`, `redis`, `pubsub`, `sql`, `capacity`
+    /// or `fault`.
     #[allow(dead_code)]
     kind: String,
     /// Name of a `[[target]]`; relative request URLs are joined to its URL.

@@ -25,7 +25,9 @@ use std::time::{Duration, SystemTime};
 pub use choice::WeightedChoice;
 pub use http::{ErrorKind, RequestError};
 pub use plan::{ArrivalPlan, ClosedPlan, Shard};
-pub use recorder::{Progress, Recorder};
+pub use recorder::{
+    live_bucket, live_bucket_bound_micros, Progress, Recorder, LIVE_LATENCY_BUCKETS,
+};
 pub use step::PreparedStep;
 pub use template::Generators;
 pub use trace::{ClientSpan, TraceContext};

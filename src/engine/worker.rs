@@ -405,6 +405,11 @@ impl Worker {
             }
         }
         self.last_end.set(Some(end));
+        if error.is_none() {
+            let us =
+                u64::try_from(end.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
+            slot.latency[super::recorder::live_bucket(us)].fetch_add(1, Ordering::Relaxed);
+        }
         slot.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(kind) = error {
             slot.errors.fetch_add(1, Ordering::Relaxed);

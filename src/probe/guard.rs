@@ -193,7 +193,7 @@ fn host_of(url: &str) -> Option<String> {
 pub fn hosts_of(config: &Config, probe: &ProbeConfig) -> Vec<String> {
     let mut urls: Vec<&str> = Vec::new();
     match &probe.spec {
-        ProbeSpec::Load(l) => {
+        ProbeSpec::Load(l) | ProbeSpec::Fault(crate::config::FaultProbeConfig { load: l, .. }) => {
             urls.extend(l.step_configs().iter().map(|s| s.url.as_str()));
             for sc in &l.scenarios {
                 urls.extend(sc.steps.iter().map(|s| s.request.url.as_str()));
@@ -279,6 +279,19 @@ pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
                         p.rate
                     ));
                     p.rate = m;
+                }
+            }
+        }
+        ProbeSpec::Fault(f) => {
+            if let Some(m) = g.max_rate {
+                let cap = m / requests_per_iteration(&f.load);
+                if f.rate > cap {
+                    notes.push(format!(
+                        "held to guardrails.max_rate: {} arrivals/s instead of {}",
+                        round3(cap),
+                        f.rate
+                    ));
+                    f.rate = cap;
                 }
             }
         }
@@ -709,6 +722,13 @@ pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
                     .fold(0.0, f64::max);
                 out.peak_rps = Some(round3(peak * per));
             }
+        }
+        ProbeSpec::Fault(f) => {
+            let per = requests_per_iteration(&f.load);
+            let d = f.timeline();
+            out.requests = Some((f.rate * d.as_secs_f64() * per).ceil() as u64);
+            out.peak_rps = Some(round3(f.rate * per));
+            out.duration = Some(d);
         }
         ProbeSpec::Capacity(c) => {
             let (n, peak, d) = super::capacity::plan(c);

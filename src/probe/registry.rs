@@ -1,7 +1,7 @@
 //! The registry: a probe's kind table → the module that runs it. The `match` below is
 //! exhaustive over [`ProbeSpec`], so a new kind does not compile until it is listed here.
 
-use super::{benchmark, capacity, load, pubsub, race, redis, sql, ProbeKind, RunContext};
+use super::{benchmark, capacity, fault, load, pubsub, race, redis, sql, ProbeKind, RunContext};
 use crate::config::{Config, ProbeConfig, ProbeSpec};
 use crate::report::ProbeResult;
 
@@ -84,5 +84,6 @@ fn run_kind(config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResu
         ProbeSpec::Pubsub(c) => pubsub::PubsubProbe::run(config, probe, c, ctx),
         ProbeSpec::Sql(c) => sql::SqlProbe::run(config, probe, c, ctx),
         ProbeSpec::Capacity(c) => capacity::CapacityProbe::run(config, probe, c, ctx),
+        ProbeSpec::Fault(c) => fault::FaultProbe::run(config, probe, c, ctx),
     }
 }

@@ -39,6 +39,59 @@ fn race_line(r: &super::RaceStats) -> String {
     line
 }
 
+/// Each fault of a fault run: detection, recovery and the error rate per phase, then a
+/// one-character-per-window strip of the timeline (`.` steady, `x` out of the band; `|`
+/// marks the inject and the clear).
+fn fault_lines(f: &super::FaultStats) -> String {
+    let secs = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |s| format!("{s:.2} s"));
+    let mut out = Vec::new();
+    for x in &f.faults {
+        let mut line = format!(
+            "fault {}: detected after {}, recovered {} after the clear; error rate before              {:.2}%, during {:.2}%, after {:.2}%; p99 before {:.1} ms, during {:.1} ms, after              {:.1} ms",
+            x.name,
+            secs(x.detect_s),
+            secs(x.recovery_s),
+            x.error_rate.before * 100.0,
+            x.error_rate.during * 100.0,
+            x.error_rate.after * 100.0,
+            x.p99_ms.before,
+            x.p99_ms.during,
+            x.p99_ms.after,
+        );
+        if let Some(r) = x.success_rate_after_recovery {
+            let _ = write!(line, "; success after recovery {:.2}%", r * 100.0);
+        }
+        if let Some(p) = x.backlog_peak {
+            let _ = write!(
+                line,
+                "; backlog peak {p}, drained {}",
+                secs(x.backlog_drain_s)
+            );
+        }
+        let _ = write!(
+            line,
+            "\n  inject: {} ({}); clear: {} ({}, {})",
+            x.inject_action,
+            if x.inject_ok { "ok" } else { "FAILED" },
+            x.clear_action.as_deref().unwrap_or("—"),
+            if x.clear_ok { "ok" } else { "FAILED" },
+            x.clear_reason.as_deref().unwrap_or("not cleared"),
+        );
+        let mut strip = String::from("\n  ");
+        let mut phase = "before";
+        for w in &x.windows {
+            if w.phase != phase {
+                strip.push('|');
+                phase = &w.phase;
+            }
+            strip.push(if w.steady { '.' } else { 'x' });
+        }
+        line.push_str(&strip);
+        out.push(line);
+    }
+    out.join("\n")
+}
+
 /// One line of a pub/sub run's deliveries.
 fn pubsub_line(p: &super::PubsubStats) -> String {
     let mut line = format!(
@@ -365,6 +418,9 @@ pub fn render_with(results: &[ProbeResult], colour: bool) -> String {
         }
         if let Some(c) = r.capacity() {
             lines.push(capacity_lines(c));
+        }
+        if let Some(f) = r.fault() {
+            lines.push(fault_lines(f));
         }
         if r.kind == crate::config::Kind::Benchmark {
             if let Some(s) = &r.stats {

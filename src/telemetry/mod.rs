@@ -146,10 +146,9 @@ pub struct Telemetry {
     breaking_point: Family<ProbeLabels, GaugeF>,
     // Families of probe kinds and stores still to come; registered now so that the names
     // are reserved and documented in one place.
-    #[allow(dead_code)]
     fault_recovery: Family<FaultLabels, GaugeF>,
-    #[allow(dead_code)]
     fault_error_ratio: Family<FaultPhaseLabels, GaugeF>,
+    fault_backlog_peak: Family<FaultLabels, GaugeF>,
     #[allow(dead_code)]
     baseline_value: Family<MetricLabels, GaugeF>,
     #[allow(dead_code)]
@@ -190,6 +189,7 @@ impl Telemetry {
             breaking_point: Family::default(),
             fault_recovery: Family::default(),
             fault_error_ratio: Family::default(),
+            fault_backlog_peak: Family::default(),
             baseline_value: Family::default(),
             regression: Family::default(),
             regression_shift: Family::default(),
@@ -281,6 +281,11 @@ impl Telemetry {
             "fault_error_ratio",
             "Error ratio before, during and after a fault",
             t.fault_error_ratio.clone(),
+        );
+        r.register(
+            "fault_backlog_peak",
+            "Highest queue backlog sampled during the fault",
+            t.fault_backlog_peak.clone(),
         );
         r.register(
             "baseline_value",
@@ -465,6 +470,50 @@ impl Telemetry {
                 self.breaking_point
                     .get_or_create(&probe)
                     .set(c.breaking_point_rps);
+            }
+        }
+        if let Some(f) = r.fault() {
+            for x in &f.faults {
+                let l = FaultLabels {
+                    probe: r.probe.as_str().into(),
+                    fault: x.name.as_str().into(),
+                };
+                // A fault that never came back within the run has no recovery time: the
+                // gauge shows the whole time it was watched after the clear, a lower bound.
+                let watched = x
+                    .windows
+                    .last()
+                    .zip(x.clear_s)
+                    .map(|(w, c)| (w.start_s + x.window_ms / 1000.0 - c).max(0.0));
+                match x.recovery_s.or(watched) {
+                    Some(v) => {
+                        self.fault_recovery.get_or_create(&l).set(v);
+                    }
+                    None => {
+                        self.fault_recovery.remove(&l);
+                    }
+                }
+                for (phase, v) in [
+                    ("before", x.error_rate.before),
+                    ("during", x.error_rate.during),
+                    ("after", x.error_rate.after),
+                ] {
+                    self.fault_error_ratio
+                        .get_or_create(&FaultPhaseLabels {
+                            probe: r.probe.as_str().into(),
+                            fault: x.name.as_str().into(),
+                            phase: phase.into(),
+                        })
+                        .set(v);
+                }
+                match x.backlog_peak {
+                    Some(p) => {
+                        self.fault_backlog_peak.get_or_create(&l).set(p);
+                    }
+                    None => {
+                        self.fault_backlog_peak.remove(&l);
+                    }
+                }
             }
         }
         if let Some(race) = r.race() {

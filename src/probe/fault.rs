@@ -1,0 +1,832 @@
+//! The `fault` kind: steady open-model load through a fault — `before`, inject, `hold`,
+//! clear, `after` — measured in short windows (seeds 000, 001, 004: what a Redis or
+//! PostgreSQL outage does to the service, and how fast it comes back).
+//!
+//! **Windows.** One engine run carries the load over the whole timeline, and a sampler
+//! thread reads the engine's live [`Progress`] counters at every window boundary (measured
+//! from one start instant, so the windows do not drift): requests, errors and the
+//! successful requests' latency in log-spaced buckets ([`LIVE_LATENCY_BUCKETS`]); a window
+//! is the difference of two reads. One engine run per window was the alternative: it
+//! would reopen every connection each window (a `down` fault closes them anyway, but the
+//! steady windows would carry connect costs), leave a gap between runs while threads start
+//! and the last response of a window is awaited, and stretch the timeline whenever a window
+//! waits for timeouts. The live buckets cost one uncontended atomic add per request and read
+//! a p99 within 25 % (bucket bounds grow by 1.25): ample to tell a steady window from a
+//! faulty one. A request counts in the window where it ends.
+//!
+//! **Figures.** The steady band comes from `before` (its first window, which opens the
+//! connections, is left out when there are others): a window is steady when its success
+//! ratio is at least the lower of `min_success_ratio` and `before`'s, and its p99 at most
+//! `p99_factor` × `before`'s p99 (and at least `before`'s + 20 ms). Time to detect: inject
+//! → start of the first unsteady window that ends after the inject. Recovery: clear (the
+//! clear action's return) → start of the first run of `recovery_stretch` of steady windows
+//! among those that end after the clear (0 when the window holding the clear is already
+//! steady). Grades: outage error rate (errors / requests while the fault was on), recovery
+//! time, backlog peak (DESIGN.md's table; each band configurable in the table).
+//!
+//! **Safety.** The fault is injected through a [`FaultGuard`]: it is cleared when the hold
+//! ends, when the run fails (the engine stopped early), when it is stopped (`ctx.stop`), and
+//! from `Drop` when the run unwinds. The probe logs what it is about to inject first. Its
+//! proxy listeners live only for the run.
+//!
+//! This module drives the engine and the fault; it names no metrics (telemetry does) and
+//! prints nothing (the summary does).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{ProbeKind, RunContext};
+use crate::config::{BacklogConfig, Bands, Config, FaultProbeConfig, ProbeConfig};
+use crate::engine::{
+    self, live_bucket_bound_micros, LoadOutcome, LoadSpec, Progress, LIVE_LATENCY_BUCKETS,
+};
+use crate::fault::{
+    ClearReason, Fault, FaultAction, FaultGuard, FaultProxy, FaultRecord, ListenerSpec, Toxic,
+};
+use crate::report::outcome::{detail_of, stats_of};
+use crate::report::{
+    rfc3339, round3, BacklogSample, FaultFigures, FaultStats, FaultWindow, KindBlock, PhaseFigures,
+    ProbeResult, SteadyBand,
+};
+use crate::verdict::{Grade, Verdict};
+
+/// DESIGN.md: dependency outage error rate — excellent 0 %, warning 1–20 %, critical above.
+pub const DEFAULT_OUTAGE_ERROR_RATE: Bands = Bands::new(Some(1e-9), Some(0.01), Some(0.20));
+/// DESIGN.md: recovery time — excellent < 5 s, good 5–10 s, warning 10–30 s.
+pub const DEFAULT_RECOVERY_S: Bands = Bands::new(Some(5.0), Some(10.0), Some(30.0));
+/// DESIGN.md: queue backlog — good < 100, warning 100–1000.
+pub const DEFAULT_BACKLOG: Bands = Bands::new(None, Some(100.0), Some(1000.0));
+
+/// How often the timeline looks at the stop flag and the engine.
+const POLL: Duration = Duration::from_millis(10);
+/// Slack added to the engine's plan beyond the timeline for a toxic fault (the engine is
+/// stopped at the end of `after` anyway).
+const PLAN_SLACK: Duration = Duration::from_secs(2);
+/// Least p99 headroom of the steady band over `before`'s p99.
+const P99_FLOOR_MS: f64 = 20.0;
+/// Longest wait for one backlog reading.
+const BACKLOG_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct FaultProbe;
+
+impl ProbeKind for FaultProbe {
+    type Config = FaultProbeConfig;
+
+    fn run(
+        config: &Config,
+        probe: &ProbeConfig,
+        c: &FaultProbeConfig,
+        ctx: &RunContext,
+    ) -> ProbeResult {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("plimsoll-fault")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return ProbeResult::failed(probe, format!("cannot start: {e}")),
+        };
+        run_timeline(&rt, config, probe, c, ctx)
+    }
+}
+
+/// One live read of the engine's counters.
+#[derive(Clone)]
+struct Read {
+    at: Instant,
+    requests: u64,
+    errors: u64,
+    latency: [u64; LIVE_LATENCY_BUCKETS],
+}
+
+fn read(progress: &Progress) -> Read {
+    let (requests, errors) = progress.totals();
+    Read {
+        at: Instant::now(),
+        requests,
+        errors,
+        latency: progress.latency_buckets(),
+    }
+}
+
+fn run_timeline(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    probe: &ProbeConfig,
+    c: &FaultProbeConfig,
+    ctx: &RunContext,
+) -> ProbeResult {
+    // The proxy first: the load's URLs point at its listeners.
+    let proxy = if c.proxy.is_empty() {
+        None
+    } else {
+        let specs: Result<Vec<ListenerSpec>, _> =
+            c.proxy.iter().map(ListenerSpec::from_config).collect();
+        match specs.and_then(|s| rt.block_on(FaultProxy::start(s))) {
+            Ok(p) => Some(p),
+            Err(e) => return ProbeResult::failed(probe, format!("fault proxy: {e}")),
+        }
+    };
+    let fault = match build_fault(c, proxy.as_ref()) {
+        Ok(f) => f,
+        Err(e) => {
+            shutdown(rt, proxy);
+            return ProbeResult::failed(probe, e);
+        }
+    };
+    let extra = match &fault {
+        Fault::Toxics { .. } => PLAN_SLACK,
+        Fault::Action { inject, clear } => {
+            PLAN_SLACK
+                + action_timeout(inject)
+                + clear.as_ref().map_or(Duration::ZERO, action_timeout)
+        }
+    };
+    let load = c.timeline_load(extra);
+    let spec = match LoadSpec::from_config(&load, config.target_of(probe)) {
+        Ok(mut s) => {
+            s.trace = ctx.trace;
+            Arc::new(s)
+        }
+        Err(e) => {
+            shutdown(rt, proxy);
+            return ProbeResult::failed(probe, e);
+        }
+    };
+    let progress = Arc::new(Progress::new(spec.workers));
+    if let Some(f) = &ctx.on_start {
+        f(progress.clone(), Some(c.timeline()));
+    }
+    let started_at = SystemTime::now();
+    let engine_stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let engine_thread = {
+        let (spec, progress, stop) = (spec.clone(), progress.clone(), engine_stop.clone());
+        std::thread::Builder::new()
+            .name("plimsoll-fault-load".into())
+            .spawn(move || engine::run(spec, progress, stop))
+    };
+    let engine_thread = match engine_thread {
+        Ok(t) => t,
+        Err(e) => {
+            shutdown(rt, proxy);
+            return ProbeResult::failed(probe, format!("cannot start the load: {e}"));
+        }
+    };
+    // The sampler: one read at every window boundary until told to finish.
+    let reads = Arc::new(Mutex::new(vec![read(&progress)]));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (reads, sampling, progress) = (reads.clone(), sampling.clone(), progress.clone());
+        let window = c.window.as_duration();
+        std::thread::Builder::new()
+            .name("plimsoll-fault-windows".into())
+            .spawn(move || {
+                let mut k = 1u32;
+                while sampling.load(Ordering::Relaxed) {
+                    let next = t0 + window * k;
+                    let now = Instant::now();
+                    if now < next {
+                        std::thread::sleep((next - now).min(POLL));
+                        continue;
+                    }
+                    reads
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(read(&progress));
+                    k += 1;
+                }
+            })
+            .ok()
+    };
+    let backlog = Arc::new(Mutex::new(Vec::<BacklogSample>::new()));
+    let backlog_task = c.backlog.clone().map(|b| {
+        let (samples, sampling) = (backlog.clone(), sampling.clone());
+        rt.spawn(sample_backlog(b, t0, samples, sampling))
+    });
+
+    let mut timeline = Timeline {
+        stop: &ctx.stop,
+        engine: &engine_thread,
+    };
+    let mut notes = Vec::new();
+    let mut inject_at = None;
+    let mut clear_at = None;
+    let mut record: Option<FaultRecord> = None;
+    let mut stopped = false;
+    let mut failed = None;
+    match timeline.wait_until(t0 + c.before.as_duration()) {
+        Wait::Stopped => stopped = true,
+        Wait::EngineEnded => failed = Some("the load ended before the inject".to_string()),
+        Wait::Reached => {
+            let what = describe(&fault);
+            tracing::info!(probe = %probe.name, fault = %c.name, "about to inject {what}");
+            let guard = rt.block_on(FaultGuard::inject(&c.name, fault, Some(&ctx.stop)));
+            inject_at = Some(Instant::now());
+            let reason = if !guard.injected() {
+                notes.push("the inject failed: the fault was cleared at once".to_string());
+                ClearReason::Failed
+            } else {
+                match timeline.wait_until(Instant::now() + c.hold.as_duration()) {
+                    Wait::Reached => ClearReason::Ended,
+                    Wait::Stopped => {
+                        stopped = true;
+                        ClearReason::Stopped
+                    }
+                    Wait::EngineEnded => {
+                        failed = Some("the load ended during the fault".to_string());
+                        ClearReason::Failed
+                    }
+                }
+            };
+            tracing::info!(probe = %probe.name, fault = %c.name, "clearing the fault ({reason:?})");
+            record = Some(rt.block_on(guard.clear(reason, None)));
+            clear_at = Some(Instant::now());
+            if !stopped && failed.is_none() {
+                match timeline.wait_until(Instant::now() + c.after.as_duration()) {
+                    Wait::Reached => {}
+                    Wait::Stopped => stopped = true,
+                    Wait::EngineEnded => failed = Some("the load ended after the clear".into()),
+                }
+            }
+        }
+    }
+    // Only whole windows count: the sampler ends before the engine, whose stop may end
+    // requests in flight.
+    sampling.store(false, Ordering::Relaxed);
+    if let Some(s) = sampler {
+        let _ = s.join();
+    }
+    engine_stop.store(true, Ordering::Relaxed);
+    if let Some(t) = backlog_task {
+        let _ = rt.block_on(t);
+    }
+    let outcome = engine_thread.join();
+    shutdown(rt, proxy);
+    let outcome: Option<LoadOutcome> = match outcome {
+        Ok(Ok(mut o)) => {
+            let secs = o.elapsed.as_secs_f64();
+            let n = (c.rate * secs).round() as u64;
+            o.planned = Some((n, c.rate));
+            Some(o)
+        }
+        Ok(Err(e)) => {
+            failed = Some(format!("the load engine could not start: {e}"));
+            None
+        }
+        Err(_) => {
+            failed = Some("the load engine panicked".into());
+            None
+        }
+    };
+    let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|e| e.into_inner()));
+    let backlog = std::mem::take(&mut *backlog.lock().unwrap_or_else(|e| e.into_inner()));
+    let figures = figures(
+        c, started_at, t0, &reads, inject_at, clear_at, record, backlog,
+    );
+    if stopped {
+        notes.push("stopped before the timeline ended".into());
+    }
+    grade(
+        probe,
+        c,
+        started_at,
+        t0.elapsed(),
+        outcome,
+        figures,
+        failed,
+        notes,
+    )
+}
+
+/// Stops the run's proxy, if it has one.
+fn shutdown(rt: &tokio::runtime::Runtime, proxy: Option<FaultProxy>) {
+    if let Some(p) = proxy {
+        rt.block_on(p.shutdown(Duration::from_millis(200)));
+    }
+}
+
+fn action_timeout(a: &FaultAction) -> Duration {
+    match a {
+        FaultAction::Command(c) => c.timeout,
+        FaultAction::Http(h) => h.timeout,
+    }
+}
+
+fn describe(f: &Fault) -> String {
+    match f {
+        Fault::Toxics {
+            listener, toxics, ..
+        } => format!(
+            "toxics on proxy listener {listener}: {}",
+            toxics
+                .iter()
+                .map(Toxic::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Fault::Action { inject, clear } => format!(
+            "{} (clear: {})",
+            inject.describe(),
+            clear
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.describe())
+        ),
+    }
+}
+
+/// The fault of the configuration, on the run's proxy.
+fn build_fault(c: &FaultProbeConfig, proxy: Option<&FaultProxy>) -> Result<Fault, String> {
+    let i = &c.inject;
+    if let Some(a) = &i.action {
+        let inject = FaultAction::from_config(a).map_err(|e| e.to_string())?;
+        let clear = match &i.clear {
+            Some(a) => Some(FaultAction::from_config(a).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        return Ok(Fault::Action { inject, clear });
+    }
+    let listener = i.listener.clone().ok_or("inject: no listener")?;
+    let proxy = proxy.ok_or("inject: the probe has no proxy listener")?;
+    Ok(Fault::Toxics {
+        proxy: proxy.handle(),
+        listener,
+        toxics: i.toxic.iter().map(Toxic::from_config).collect(),
+    })
+}
+
+enum Wait {
+    Reached,
+    Stopped,
+    EngineEnded,
+}
+
+struct Timeline<'a, T> {
+    stop: &'a AtomicBool,
+    engine: &'a std::thread::JoinHandle<T>,
+}
+
+impl<T> Timeline<'_, T> {
+    /// Waits until `until`, the stop flag or the end of the load, whichever comes first.
+    fn wait_until(&mut self, until: Instant) -> Wait {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Wait::Stopped;
+            }
+            if self.engine.is_finished() {
+                return Wait::EngineEnded;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Wait::Reached;
+            }
+            std::thread::sleep((until - now).min(POLL));
+        }
+    }
+}
+
+/// Reads the backlog every `interval` until sampling ends.
+async fn sample_backlog(
+    b: BacklogConfig,
+    t0: Instant,
+    out: Arc<Mutex<Vec<BacklogSample>>>,
+    sampling: Arc<AtomicBool>,
+) {
+    let mut redis = None;
+    let mut warned = false;
+    while sampling.load(Ordering::Relaxed) {
+        let at = Instant::now();
+        let value = tokio::time::timeout(BACKLOG_TIMEOUT, read_backlog(&b, &mut redis)).await;
+        match value {
+            Ok(Ok(v)) => out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(BacklogSample {
+                    at_s: round3(at.duration_since(t0).as_secs_f64()),
+                    value: v,
+                }),
+            Ok(Err(e)) if !warned => {
+                warned = true;
+                tracing::warn!("backlog: {e}");
+            }
+            Err(_) if !warned => {
+                warned = true;
+                tracing::warn!("backlog: no answer within {BACKLOG_TIMEOUT:?}");
+            }
+            _ => {}
+        }
+        let next = at + b.interval.as_duration();
+        while sampling.load(Ordering::Relaxed) && Instant::now() < next {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+async fn read_backlog(
+    b: &BacklogConfig,
+    redis: &mut Option<::redis::aio::MultiplexedConnection>,
+) -> Result<f64, String> {
+    if let (Some(url), Some(series)) = (&b.metrics_url, &b.series) {
+        let text = http_get(url).await?;
+        return series_value(&text, series).ok_or_else(|| format!("no series {series} at {url}"));
+    }
+    let (Some(url), Some(key)) = (&b.redis_url, &b.key) else {
+        return Err("no backlog source".into());
+    };
+    if redis.is_none() {
+        let client = ::redis::Client::open(url.expose()).map_err(|e| e.to_string())?;
+        *redis = Some(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let conn = redis.as_mut().expect("connected above");
+    match ::redis::cmd("LLEN").arg(key).query_async::<u64>(conn).await {
+        Ok(n) => Ok(n as f64),
+        Err(e) => {
+            *redis = None;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// A plain `GET` over HTTP/1.0 (the target's `/metrics`; `http://` only).
+async fn http_get(url: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("backlog: only http:// metrics URLs are read")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.take(16 << 20)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.") || head.split(' ').nth(1) != Some("200") {
+        return Err(format!(
+            "{url}: {}",
+            head.lines().next().unwrap_or("no status line")
+        ));
+    }
+    Ok(body.to_string())
+}
+
+/// The sum of the lines of a Prometheus text exposition whose series is `series` (a name
+/// alone matches the name with any labels).
+fn series_value(text: &str, series: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.rsplit_once('}').map_or_else(
+            || line.split_once(' '),
+            |(head, tail)| Some((&line[..head.len() + 1], tail)),
+        ) else {
+            continue;
+        };
+        let matches =
+            name == series || (!series.contains('{') && name.split('{').next() == Some(series));
+        if !matches {
+            continue;
+        }
+        if let Some(v) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
+/// Latency percentile of live bucket counts, ms (the bucket's upper bound).
+fn percentile_ms(buckets: &[u64; LIVE_LATENCY_BUCKETS], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(round3(live_bucket_bound_micros(i) / 1000.0));
+        }
+    }
+    None
+}
+
+fn diff(
+    a: &[u64; LIVE_LATENCY_BUCKETS],
+    b: &[u64; LIVE_LATENCY_BUCKETS],
+) -> [u64; LIVE_LATENCY_BUCKETS] {
+    std::array::from_fn(|i| b[i].saturating_sub(a[i]))
+}
+
+/// Totals over a span of reads (requests, errors, latency buckets).
+fn span(reads: &[Read], from: usize, to: usize) -> (u64, u64, [u64; LIVE_LATENCY_BUCKETS]) {
+    if to <= from || to >= reads.len() {
+        return (0, 0, [0; LIVE_LATENCY_BUCKETS]);
+    }
+    let (a, b) = (&reads[from], &reads[to]);
+    (
+        b.requests - a.requests,
+        b.errors - a.errors,
+        diff(&a.latency, &b.latency),
+    )
+}
+
+fn ratio(errors: u64, requests: u64) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        round3_small(errors as f64 / requests as f64)
+    }
+}
+
+/// Rounds a ratio to six decimals (a 0.1 % error rate keeps its digits).
+fn round3_small(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// The windows and the figures of the fault.
+#[allow(clippy::too_many_arguments)]
+fn figures(
+    c: &FaultProbeConfig,
+    started_at: SystemTime,
+    t0: Instant,
+    reads: &[Read],
+    inject_at: Option<Instant>,
+    clear_at: Option<Instant>,
+    record: Option<FaultRecord>,
+    backlog: Vec<BacklogSample>,
+) -> FaultFigures {
+    let secs = |i: Instant| i.duration_since(t0).as_secs_f64();
+    let inject_s = inject_at.map(secs);
+    let clear_s = clear_at.map(secs);
+    let phase_of = |start: f64| match (inject_s, clear_s) {
+        (Some(i), _) if start < i => "before",
+        (None, _) => "before",
+        (Some(_), Some(c)) if start >= c => "after",
+        _ => "during",
+    };
+    // Reads index boundaries; the phases' spans by read index.
+    // The phases' figures take whole windows only: a window holding the inject or the
+    // clear is in none of them.
+    let last = reads.len().saturating_sub(1);
+    let first_at_or_after = |t: Option<f64>| {
+        t.map_or(last, |t| {
+            reads.iter().position(|r| secs(r.at) >= t).unwrap_or(last)
+        })
+    };
+    let last_at_or_before = |t: Option<f64>| {
+        t.map_or(last, |t| {
+            reads.iter().rposition(|r| secs(r.at) <= t).unwrap_or(0)
+        })
+    };
+    let i_inject = first_at_or_after(inject_s);
+    let i_during_end = last_at_or_before(clear_s).max(i_inject);
+    let i_clear = first_at_or_after(clear_s);
+    // The steady band from the windows wholly before the inject (the first left out when
+    // there are others: it opens the connections).
+    let before_end = reads
+        .iter()
+        .rposition(|r| inject_s.is_none_or(|i| secs(r.at) <= i))
+        .unwrap_or(0);
+    let band_from = if before_end >= 2 { 1 } else { 0 };
+    let (breq, berr, blat) = span(reads, band_from, before_end);
+    let before_success = if breq == 0 {
+        1.0
+    } else {
+        1.0 - berr as f64 / breq as f64
+    };
+    let before_p99 = percentile_ms(&blat, 0.99).unwrap_or(0.0);
+    let steady = SteadyBand {
+        min_success_ratio: round3_small(c.min_success_ratio.min(before_success)),
+        max_p99_ms: round3((before_p99 * c.p99_factor).max(before_p99 + P99_FLOOR_MS)),
+    };
+    let mut windows = Vec::new();
+    for k in 0..last {
+        let (req, err, lat) = span(reads, k, k + 1);
+        let start = secs(reads[k].at);
+        let p99 = percentile_ms(&lat, 0.99);
+        let success = if req == 0 {
+            1.0
+        } else {
+            1.0 - err as f64 / req as f64
+        };
+        let ok = req > 0
+            && success >= steady.min_success_ratio
+            && p99.is_some_and(|p| p <= steady.max_p99_ms);
+        windows.push(FaultWindow {
+            start_s: round3(start),
+            phase: phase_of(start).to_string(),
+            requests: req,
+            errors: err,
+            success_ratio: round3_small(success),
+            p99_ms: p99,
+            steady: ok,
+        });
+    }
+    let window_s = c.window.as_duration().as_secs_f64();
+    let ends = |k: usize| secs(reads[k + 1].at);
+    let detect_s = inject_s.and_then(|i| {
+        (0..windows.len())
+            .find(|&k| ends(k) > i && !windows[k].steady)
+            .map(|k| round3((secs(reads[k].at) - i).max(0.0)))
+    });
+    let need = ((c.recovery_stretch.as_duration().as_secs_f64() / window_s) - 1e-9).ceil() as usize;
+    let mut recovered_at = None;
+    if let Some(cl) = clear_s {
+        let mut run = 0;
+        for k in 0..windows.len() {
+            if ends(k) <= cl {
+                continue;
+            }
+            if windows[k].steady {
+                run += 1;
+                if run >= need.max(1) {
+                    recovered_at = Some(k + 1 - run);
+                    break;
+                }
+            } else {
+                run = 0;
+            }
+        }
+    }
+    let recovery_s = recovered_at
+        .zip(clear_s)
+        .map(|(k, cl)| round3((secs(reads[k].at) - cl).max(0.0)));
+    let success_rate_after_recovery = recovered_at.map(|k| {
+        let (r, e, _) = span(reads, k, last);
+        round3_small(1.0 - ratio(e, r))
+    });
+    let (r0, e0, l0) = span(reads, band_from, i_inject.min(before_end.max(band_from)));
+    let (r1, e1, l1) = span(reads, i_inject, i_during_end);
+    let (r2, e2, l2) = span(reads, i_clear, last);
+    let p = |l: &[u64; LIVE_LATENCY_BUCKETS]| percentile_ms(l, 0.99).unwrap_or(0.0);
+    // Backlog: the peak from the inject on, and the drain back to the level before it.
+    let base = backlog
+        .iter()
+        .filter(|s| inject_s.is_some_and(|i| s.at_s < i))
+        .map(|s| s.value)
+        .last();
+    let during: Vec<&BacklogSample> = backlog
+        .iter()
+        .filter(|s| inject_s.is_some_and(|i| s.at_s >= i))
+        .collect();
+    let backlog_peak = during.iter().map(|s| s.value).reduce(f64::max);
+    let backlog_drain_s = clear_s.and_then(|cl| {
+        let level = base.unwrap_or(0.0);
+        backlog
+            .iter()
+            .find(|s| s.at_s >= cl && s.value <= level)
+            .map(|s| round3((s.at_s - cl).max(0.0)))
+    });
+    let record = record.unwrap_or_default();
+    FaultFigures {
+        name: c.name.clone(),
+        injected_at: inject_at.map(|i| rfc3339(started_at + i.duration_since(t0))),
+        cleared_at: clear_at.map(|i| rfc3339(started_at + i.duration_since(t0))),
+        inject_s: inject_s.map(round3),
+        clear_s: clear_s.map(round3),
+        clear_reason: record
+            .clear_reason
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|v| v.as_str().map(String::from)),
+        inject_action: record
+            .inject
+            .as_ref()
+            .map_or_else(|| "not injected".into(), |r| r.action.clone()),
+        inject_ok: record.inject.as_ref().is_some_and(|r| r.ok),
+        clear_action: record.clear.as_ref().map(|r| r.action.clone()),
+        clear_ok: record.clear.as_ref().is_some_and(|r| r.ok),
+        detect_s,
+        recovery_s,
+        error_rate: PhaseFigures {
+            before: ratio(e0, r0),
+            during: ratio(e1, r1),
+            after: ratio(e2, r2),
+        },
+        p99_ms: PhaseFigures {
+            before: p(&l0),
+            during: p(&l1),
+            after: p(&l2),
+        },
+        success_rate_after_recovery,
+        steady,
+        backlog_peak,
+        backlog_drain_s,
+        backlog,
+        window_ms: round3(window_s * 1000.0),
+        windows,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grade(
+    probe: &ProbeConfig,
+    c: &FaultProbeConfig,
+    started_at: SystemTime,
+    elapsed: Duration,
+    outcome: Option<LoadOutcome>,
+    f: FaultFigures,
+    failed: Option<String>,
+    mut notes: Vec<String>,
+) -> ProbeResult {
+    let mut v = Verdict::default();
+    if let Some(why) = failed {
+        v.force(Grade::Critical, why);
+    }
+    if f.inject_s.is_some() {
+        if !f.inject_ok {
+            v.force(
+                Grade::Critical,
+                format!("the fault could not be injected: {}", f.inject_action),
+            );
+        }
+        if !f.clear_ok {
+            v.force(Grade::Critical, "the fault's clear failed");
+        }
+        v.lower_better(
+            "outage_error_rate",
+            f.error_rate.during,
+            c.error_rate.unwrap_or(DEFAULT_OUTAGE_ERROR_RATE),
+        );
+        let stopped = f.clear_reason.as_deref() != Some("ended");
+        match f.recovery_s {
+            Some(r) => v.lower_better("recovery_s", r, c.recovery_s.unwrap_or(DEFAULT_RECOVERY_S)),
+            None if !stopped => v.force(
+                Grade::Critical,
+                format!("did not recover within {} after the clear", c.after),
+            ),
+            None => {}
+        }
+        if let Some(p) = f.backlog_peak {
+            v.lower_better("backlog_peak", p, c.backlog_peak.unwrap_or(DEFAULT_BACKLOG));
+        }
+    } else if v.forced.is_empty() {
+        notes.push("stopped before the inject: nothing to grade".into());
+    }
+    let stats = outcome.as_ref().map(stats_of);
+    let detail = outcome.as_ref().map(detail_of).unwrap_or_default();
+    ProbeResult::graded(
+        probe,
+        started_at,
+        elapsed,
+        stats,
+        Some(KindBlock::Fault(FaultStats { faults: vec![f] })),
+        v,
+        notes,
+        detail,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_read_by_name_or_with_its_labels() {
+        let text = "# HELP q depth\nq{queue=\"a\"} 3\nq{queue=\"b\"} 4\nqq 9\nplain 7\n";
+        assert_eq!(series_value(text, "q"), Some(7.0));
+        assert_eq!(series_value(text, "q{queue=\"b\"}"), Some(4.0));
+        assert_eq!(series_value(text, "plain"), Some(7.0));
+        assert_eq!(series_value(text, "none"), None);
+    }
+
+    #[test]
+    fn percentiles_come_from_the_live_buckets() {
+        let mut b = [0u64; LIVE_LATENCY_BUCKETS];
+        b[engine::live_bucket(5_000)] = 99;
+        b[engine::live_bucket(400_000)] = 1;
+        let p99 = percentile_ms(&b, 0.99).unwrap();
+        assert!((5.0..=6.3).contains(&p99), "{p99}");
+        assert!(percentile_ms(&b, 1.0).unwrap() >= 400.0);
+    }
+}

@@ -1,0 +1,174 @@
+//! The fault probe against the sample backend over real sockets on 127.0.0.1: a proxy
+//! `down` held for a known time (recovery ≈ 0 after the clear), a target that keeps failing
+//! for a known time after the clear (recovery = that time), and a stop in the middle of the
+//! fault (the fault is cleared and the run ends at once). Each run is a few seconds.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{closed_port, Backend};
+use plimsoll::probe::RunContext;
+use plimsoll::report::{FaultFigures, ProbeResult};
+
+fn run(text: &str, ctx: &RunContext) -> ProbeResult {
+    let cfg = plimsoll::config::load_str(text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    plimsoll::probe::run_probe(&cfg, &cfg.probe[0], ctx)
+}
+
+fn fault_of(r: &ProbeResult) -> &FaultFigures {
+    let f = r.fault().expect("a fault block");
+    eprintln!(
+        "{}",
+        plimsoll::report::summary::render(std::slice::from_ref(r))
+    );
+    &f.faults[0]
+}
+
+/// A probe whose load goes through its own proxy listener to the backend.
+fn proxy_down(backend: &Backend, port: u16, hold: &str, after: &str) -> String {
+    let upstream = backend
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    format!(
+        r#"
+[[probe]]
+name = "proxy-down"
+kind = "fault"
+[probe.fault]
+name = "backend-down"
+rate = 100
+before = "2s"
+hold = "{hold}"
+after = "{after}"
+recovery_stretch = "1s"
+[probe.fault.load]
+request = {{ url = "http://127.0.0.1:{port}/health" }}
+timeout = "1s"
+[[probe.fault.proxy]]
+name = "backend"
+listen = "127.0.0.1:{port}"
+upstream = "{upstream}"
+[probe.fault.inject]
+listener = "backend"
+toxic = [{{ kind = "down" }}]
+"#
+    )
+}
+
+#[test]
+fn a_proxy_down_recovers_at_the_clear() {
+    let backend = Backend::start();
+    let port = closed_port();
+    let r = run(
+        &proxy_down(&backend, port, "2s", "3s"),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok && f.clear_ok, "{f:?}");
+    assert_eq!(f.clear_reason.as_deref(), Some("ended"));
+    let (inject, clear) = (f.inject_s.unwrap(), f.clear_s.unwrap());
+    assert!((clear - inject - 2.0).abs() < 0.1, "hold {inject}..{clear}");
+    let recovery = f.recovery_s.expect("recovered");
+    eprintln!(
+        "proxy down: recovery {recovery} s (truth 0), detect {:?} s",
+        f.detect_s
+    );
+    assert!(recovery <= 0.5, "recovery {recovery} s, truth 0");
+    assert!(f.detect_s.expect("detected") <= 0.5, "{:?}", f.detect_s);
+    assert!(f.error_rate.before < 0.01, "{:?}", f.error_rate);
+    assert!(f.error_rate.during > 0.9, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.05, "{:?}", f.error_rate);
+    assert!(f.success_rate_after_recovery.unwrap() > 0.99);
+    assert!(f.windows.len() >= 24, "{} windows", f.windows.len());
+    // An outage with every request failing is critical (outage error rate > 20 %).
+    assert_eq!(
+        r.grade,
+        plimsoll::config::Grade::Critical,
+        "{}",
+        r.grade_reason
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["fault"]["faults"][0]["recovery_s"].is_number(),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_target_failing_after_the_clear_recovers_when_it_stops_failing() {
+    let backend = Backend::start();
+    let url = backend.url.trim_end_matches('/');
+    // The inject arms the backend to fail for 3.5 s; the hold is 2 s: the target keeps
+    // failing for 1.5 s after the clear.
+    let text = format!(
+        r#"
+[[probe]]
+name = "flaky"
+kind = "fault"
+[probe.fault]
+name = "flaky"
+rate = 100
+before = "2s"
+hold = "2s"
+after = "4s"
+recovery_stretch = "1s"
+[probe.fault.load]
+request = {{ url = "{url}/flaky" }}
+timeout = "1s"
+[probe.fault.inject.action.http]
+method = "POST"
+url = "{url}/flaky?ms=3500"
+timeout = "2s"
+"#
+    );
+    let r = run(&text, &RunContext::default());
+    let f = fault_of(&r);
+    assert!(f.inject_ok && f.clear_ok, "{f:?}");
+    let recovery = f.recovery_s.expect("recovered");
+    eprintln!("flaky: recovery {recovery} s (truth 1.5)");
+    assert!(
+        (recovery - 1.5).abs() <= 0.5,
+        "recovery {recovery} s, truth 1.5"
+    );
+    assert!(f.error_rate.during > 0.9, "{:?}", f.error_rate);
+}
+
+#[test]
+fn a_stop_mid_fault_clears_it_and_ends_the_run() {
+    let backend = Backend::start();
+    let port = closed_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ctx = RunContext {
+        stop: stop.clone(),
+        ..Default::default()
+    };
+    let raiser = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3000));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let t = Instant::now();
+    let r = run(&proxy_down(&backend, port, "20s", "5s"), &ctx);
+    let took = t.elapsed();
+    raiser.join().unwrap();
+    let f = fault_of(&r);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(f.inject_ok, "{f:?}");
+    assert_eq!(f.clear_reason.as_deref(), Some("stopped"), "{f:?}");
+    // The clear put back the listener's toxics from before the inject: none.
+    assert!(f.clear_ok, "{f:?}");
+    assert_eq!(
+        f.clear_action.as_deref(),
+        Some("toxics backend: none"),
+        "{f:?}"
+    );
+    // The proxy is gone with the run: its port is free again.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
