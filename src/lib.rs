@@ -20,6 +20,7 @@
 //! The binary (`src/main.rs`) only parses the command line and maps outcomes to exit codes;
 //! the commands themselves live in [`cli`].
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -5,6 +5,7 @@
 //! value (`probe[2].load.phases[0].rate: must be greater than 0`). This module must not start
 //! anything: it only reads, checks and describes.
 
+mod baseline;
 mod benchmark;
 mod capacity;
 mod daemon;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use baseline::{BaselineConfig, BaselineDetectorConfig};
 pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
