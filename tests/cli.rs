@@ -34,7 +34,7 @@ fn validate_reports_every_problem_with_its_path_and_exits_3() {
         "probe[0].load.phases[1].rate: must be greater than 0 (line 10)",
         "probe[0].load.request.url: unknown placeholder {{nope}}",
         "probe[1].load.timeout: durations are strings with a unit: write \"30s\" or \"30ms\" (line 20)",
-        "probe[2].kind: unknown probe kind \"laod\" (known: load, race, benchmark, redis, pubsub, sql, capacity) (line 26)",
+        "probe[2].kind: unknown probe kind \"laod\" (known: load, race, benchmark, redis, pubsub, sql, capacity, fault) (line 26)",
         "probe[3].load.colour: unknown field `colour`",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

@@ -747,7 +747,7 @@ impl FaultProbeConfig {
                 "must be between 0 and 1",
             );
         }
-        if !(self.p99_factor >= 1.0) {
+        if self.p99_factor.is_nan() || self.p99_factor < 1.0 {
             problems.push(format!("{path}.p99_factor"), "must be at least 1");
         }
         let mut load = self.timeline_load(std::time::Duration::ZERO);

@@ -47,7 +47,9 @@ fn fault_lines(f: &super::FaultStats) -> String {
     let mut out = Vec::new();
     for x in &f.faults {
         let mut line = format!(
-            "fault {}: detected after {}, recovered {} after the clear; error rate before              {:.2}%, during {:.2}%, after {:.2}%; p99 before {:.1} ms, during {:.1} ms, after              {:.1} ms",
+            "fault {}: detected after {}, recovered {} after the clear; error rate before \
+             {:.2}%, during {:.2}%, after {:.2}%; p99 before {:.1} ms, during {:.1} ms, \
+             after {:.1} ms",
             x.name,
             secs(x.detect_s),
             secs(x.recovery_s),
