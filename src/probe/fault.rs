@@ -664,11 +664,11 @@ fn figures(
     let mut recovered_at = None;
     if let Some(cl) = clear_s {
         let mut run = 0;
-        for k in 0..windows.len() {
+        for (k, w) in windows.iter().enumerate() {
             if ends(k) <= cl {
                 continue;
             }
-            if windows[k].steady {
+            if w.steady {
                 run += 1;
                 if run >= need.max(1) {
                     recovered_at = Some(k + 1 - run);
@@ -695,7 +695,7 @@ fn figures(
         .iter()
         .filter(|s| inject_s.is_some_and(|i| s.at_s < i))
         .map(|s| s.value)
-        .last();
+        .next_back();
     let during: Vec<&BacklogSample> = backlog
         .iter()
         .filter(|s| inject_s.is_some_and(|i| s.at_s >= i))

@@ -47,6 +47,19 @@ fn redacted(mut r: ProbeResult) -> ProbeResult {
     }
 }
 
+fn run_kind(config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
+    match &probe.spec {
+        ProbeSpec::Load(c) => load::LoadProbe::run(config, probe, c, ctx),
+        ProbeSpec::Race(c) => race::RaceProbe::run(config, probe, c, ctx),
+        ProbeSpec::Benchmark(c) => benchmark::BenchmarkProbe::run(config, probe, c, ctx),
+        ProbeSpec::Redis(c) => redis::RedisProbe::run(config, probe, c, ctx),
+        ProbeSpec::Pubsub(c) => pubsub::PubsubProbe::run(config, probe, c, ctx),
+        ProbeSpec::Sql(c) => sql::SqlProbe::run(config, probe, c, ctx),
+        ProbeSpec::Capacity(c) => capacity::CapacityProbe::run(config, probe, c, ctx),
+        ProbeSpec::Fault(c) => fault::FaultProbe::run(config, probe, c, ctx),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,18 +85,5 @@ mod tests {
         assert!(!doc.contains("hunter2-token"), "{doc}");
         assert!(doc.contains("***"), "{doc}");
         assert!(r.race().is_some(), "the kind block survives the round trip");
-    }
-}
-
-fn run_kind(config: &Config, probe: &ProbeConfig, ctx: &RunContext) -> ProbeResult {
-    match &probe.spec {
-        ProbeSpec::Load(c) => load::LoadProbe::run(config, probe, c, ctx),
-        ProbeSpec::Race(c) => race::RaceProbe::run(config, probe, c, ctx),
-        ProbeSpec::Benchmark(c) => benchmark::BenchmarkProbe::run(config, probe, c, ctx),
-        ProbeSpec::Redis(c) => redis::RedisProbe::run(config, probe, c, ctx),
-        ProbeSpec::Pubsub(c) => pubsub::PubsubProbe::run(config, probe, c, ctx),
-        ProbeSpec::Sql(c) => sql::SqlProbe::run(config, probe, c, ctx),
-        ProbeSpec::Capacity(c) => capacity::CapacityProbe::run(config, probe, c, ctx),
-        ProbeSpec::Fault(c) => fault::FaultProbe::run(config, probe, c, ctx),
     }
 }
