@@ -532,6 +532,30 @@ impl Telemetry {
         self.changed();
     }
 
+    /// Every family the registry holds, by its exposed name (`plimsoll_probe_duration_seconds`;
+    /// a counter without its `_total`), written to or not: the exposition leaves out a family
+    /// that has no series yet. The metric reference's test (`tests/docs.rs`) reads it.
+    pub fn family_names(&self) -> Vec<String> {
+        // prometheus_client keeps its descriptors private; their `Debug` is the one view.
+        let all = format!("{:?}", self.registry);
+        all.split("Descriptor { name: \"")
+            .skip(1)
+            .filter_map(|rest| {
+                let name = &rest[..rest.find('"')?];
+                let unit = rest.split_once(", unit: ")?.1;
+                let unit = match unit.strip_prefix("Some(") {
+                    Some(u) => {
+                        let u = u.strip_prefix("Other(\"").unwrap_or(u);
+                        let end = u.find(['"', ')'])?;
+                        format!("_{}", u[..end].to_lowercase())
+                    }
+                    None => String::new(),
+                };
+                Some(format!("plimsoll_{name}{unit}"))
+            })
+            .collect()
+    }
+
     /// The exposition in the OpenMetrics text format (what Prometheus asks for first).
     pub fn encode_openmetrics(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
