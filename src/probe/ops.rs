@@ -291,7 +291,10 @@ mod tests {
         assert_eq!(s.error_samples["timeout"], "no answer in 1s");
         assert_eq!(s.endpoints["get"].requests, 2);
         assert_eq!(s.endpoints["set"].errors_by_kind["server"], 1);
-        assert!((s.endpoints["get"].latency_ms.max - 4.0).abs() < 0.01);
+        // Successful operations only; the failed ones are reported apart.
+        assert!((s.endpoints["get"].latency_ms.max - 2.0).abs() < 0.01);
+        let failed = s.failed_latency_ms.unwrap();
+        assert!((failed.max - 4.0).abs() < 0.01, "{failed:?}");
         assert!(s.send_lag_ms.is_none());
     }
 }
