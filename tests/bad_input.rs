@@ -106,7 +106,10 @@ fn a_response_that_never_ends_times_out() {
     );
     // Timed-out requests count with their full wait in the failed requests' latency, apart from
     // the successful ones' headline (there are none here).
-    let failed = s.failed_latency_ms.as_ref().expect("failed requests' latency");
+    let failed = s
+        .failed_latency_ms
+        .as_ref()
+        .expect("failed requests' latency");
     assert!(failed.p50 >= 290.0, "{failed:?}");
 }
 
