@@ -282,7 +282,7 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     let listen_text = config.daemon.listen.clone();
     let otlp_running = config.otlp.clone();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
-    let scheduler = tokio::spawn(scheduler::run(config, shared.clone(), control_rx));
+    let scheduler = tokio::spawn(scheduler::start(config, shared.clone(), control_rx));
     let std_listener = listener.into_std().map_err(DaemonError::Runtime)?;
     http::start(std_listener, shared.clone()).map_err(DaemonError::Runtime)?;
     shared.ready.store(true, Ordering::Relaxed);

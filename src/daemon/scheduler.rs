@@ -47,10 +47,26 @@ struct Entry {
 }
 
 /// Runs the scheduler until [`Control::Shutdown`] and every run has ended.
-pub async fn run(config: Config, shared: Arc<Shared>, mut control: mpsc::Receiver<Control>) {
+/// Lists the configured probes on the board at once (so the API never shows an empty list
+/// while the daemon is ready) and returns the scheduling loop to spawn.
+pub fn start(
+    config: Config,
+    shared: Arc<Shared>,
+    control: mpsc::Receiver<Control>,
+) -> impl std::future::Future<Output = ()> {
     let anchor = SystemTime::now();
+    let entries = build_entries(&config, anchor, &shared, true);
+    run(config, anchor, entries, shared, control)
+}
+
+async fn run(
+    config: Config,
+    anchor: SystemTime,
+    mut entries: Vec<Entry>,
+    shared: Arc<Shared>,
+    mut control: mpsc::Receiver<Control>,
+) {
     let mut config = Arc::new(config);
-    let mut entries = build_entries(&config, anchor, &shared, true);
     let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     let mut target_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
