@@ -73,6 +73,22 @@ impl Kind {
             Kind::Redis | Kind::Sql => false,
         }
     }
+
+    /// Whether every endpoint of a run is an operation graded on its own (the benchmark's key
+    /// operations), so the summary shows an operations table with each one's figures instead
+    /// of the endpoints of one load.
+    pub fn grades_each_endpoint(self) -> bool {
+        match self {
+            Kind::Benchmark => true,
+            Kind::Load
+            | Kind::Race
+            | Kind::Redis
+            | Kind::Pubsub
+            | Kind::Sql
+            | Kind::Capacity
+            | Kind::Fault => false,
+        }
+    }
 }
 
 impl std::fmt::Display for Kind {

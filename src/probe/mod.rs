@@ -15,6 +15,7 @@ pub mod ops;
 pub mod pubsub;
 pub mod race;
 pub mod redis;
+pub mod redis_client;
 pub mod registry;
 pub mod sql;
 

@@ -343,7 +343,7 @@ fn stats_lines(r: &ProbeResult, s: &Stats, lines: &mut Vec<String>) {
             s.iterations.dropped
         ));
     }
-    if s.endpoints.len() > 1 && r.kind != crate::config::Kind::Benchmark {
+    if s.endpoints.len() > 1 && !r.kind.grades_each_endpoint() {
         let w = s
             .endpoints
             .keys()
@@ -424,7 +424,7 @@ pub fn render_with(results: &[ProbeResult], colour: bool) -> String {
         if let Some(f) = r.fault() {
             lines.push(fault_lines(f));
         }
-        if r.kind == crate::config::Kind::Benchmark {
+        if r.kind.grades_each_endpoint() {
             if let Some(s) = &r.stats {
                 lines.push(operations_table(s));
             }

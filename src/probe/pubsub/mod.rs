@@ -186,7 +186,7 @@ async fn run(
                 .as_ref()
                 .map(|s| s.expose())
                 .unwrap_or_default();
-            let client = crate::probe::redis::client(url, cfg.redis_tls.as_ref())?;
+            let client = crate::probe::redis_client::client(url, cfg.redis_tls.as_ref())?;
             let connect = client.get_multiplexed_async_connection();
             let conn = unless_stopped(
                 stop,

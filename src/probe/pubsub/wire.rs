@@ -208,7 +208,7 @@ impl Publisher {
                 .query_async::<i64>(conn)
                 .await
                 .map(|_| ())
-                .map_err(|e| (crate::probe::redis::error_kind(&e), e.to_string())),
+                .map_err(|e| (crate::probe::redis_client::error_kind(&e), e.to_string())),
             Publisher::Http(p) => {
                 let kept = p.conn.take().and_then(|mut c| c.is_usable().then_some(c));
                 let mut c = match kept {
