@@ -162,6 +162,11 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         otlp: Default::default(),
         limits: Default::default(),
         guardrails: Default::default(),
+        // An ad hoc run is not part of any probe's series.
+        baseline: config::BaselineConfig {
+            enabled: false,
+            ..Default::default()
+        },
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();

@@ -729,6 +729,7 @@ mod tests {
             stats: None,
             aborted: None,
             refused: None,
+            regression: None,
             block: Some(crate::report::KindBlock::Race(crate::report::RaceStats {
                 rounds: 10,
                 single_winner: 7,
