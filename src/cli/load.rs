@@ -37,7 +37,7 @@ pub fn load(a: LoadArgs) -> Exit {
     // before the command exits.
     let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
-    let result = run_with_progress(&cfg, &probe, &stop, &telemetry);
+    let result = run_with_progress(&cfg, &probe, &stop, &telemetry, |_| {});
     telemetry.shutdown_otlp();
     // The summary goes where people read it; colour only when that is a terminal.
     let colour = if a.json {
