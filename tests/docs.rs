@@ -120,6 +120,11 @@ fn synthetic_run() -> ProbeResult {
             "send_spread_ms": latency, "claims_by_outcome": { "won": 1, "lost": 1 },
             "setup_failures": 0
         },
+        "regression": { "mode": "detect", "figures": {
+            "p99": { "baseline": 3.0, "current": 4.0, "shift_ratio": 0.333, "statistic": 7.2,
+                     "threshold": 5.5, "state": "open", "transition": "opened", "runs": 30 },
+            "rps": { "current": 10.0, "state": "warmup", "runs": 3 }
+        } },
         "thresholds": []
     });
     let mut r: ProbeResult = serde_json::from_value(doc).expect("the synthetic document reads");

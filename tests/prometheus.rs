@@ -5,57 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::prometheus::{free_port, get_json, start_prometheus, wait_until, Server};
 use common::{closed_port, Backend};
-use serde_json::Value;
-
-/// A child process killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over HTTP/1.0, so Go servers answer without chunked framing and close.
-fn get_json(addr: &str, path: &str) -> Option<Value> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return None;
-    }
-    serde_json::from_str(body).ok()
-}
-
-fn wait_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 #[test]
 fn prometheus_scrapes_evaluates_the_rules_and_alertmanager_gets_the_race_alert() {
@@ -134,37 +89,8 @@ url = "/"
             .expect("alertmanager runs (scripts/test installs prometheus-alertmanager)"),
     );
 
-    let prom_port = free_port();
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/plimsoll.rules.yml");
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {rules}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: plimsoll\n    static_configs:\n      - targets: ['{}']\n",
-            daemon.addr
-        ),
-    )
-    .unwrap();
-    let _prom = Server(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus runs (scripts/test installs the prometheus package)"),
-    );
-    let prom = format!("127.0.0.1:{prom_port}");
     let am = format!("127.0.0.1:{am_port}");
+    let (_prom, prom) = start_prometheus(dir.path(), &daemon.addr, Some(&am));
 
     // The scrape works: the target is up and the daemon's series are in the TSDB.
     wait_until(Duration::from_secs(30), "a healthy scrape", || {

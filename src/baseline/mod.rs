@@ -10,15 +10,18 @@
 //!   current, shift, statistic, state); [`PercentageComparison`] is the simple mode against
 //!   a pinned run.
 //! - [`histogram`] is the stored histogram format (HDR V2, deflated).
+//! - [`judge_run`] is what `once` and the daemon call per finished run: it records the run,
+//!   judges its headline figures, writes the result's `regression` block and raises its
+//!   grade as `[baseline].grade_on_regression` says.
 //!
-//! What this module must not do: decide grades (the caller raises a grade from the
-//! detector's state), name or emit metrics and spans (telemetry does, from
+//! What this module must not do: decide grades beyond that one configured raise, name or emit metrics and spans (telemetry does, from
 //! [`Store::spooled`] and [`FigureState`]), read the configuration file, or block a
 //! probe's schedule — every store operation is bounded by a timeout and failure to write
 //! means spooling, not an error.
 
 mod detector;
 pub mod histogram;
+mod judge;
 mod migrations;
 mod spool;
 mod store;
@@ -28,6 +31,10 @@ use chrono::{DateTime, Utc};
 pub use detector::{
     DetectorSettings, Direction, FigureSpec, FigureState, PercentageComparison, RegressionDetector,
     RegressionState, Transition,
+};
+pub use judge::{
+    detector_settings, fingerprint, headline_figures, judge_run, open_bound, open_store, record_of,
+    state_dir, store_location, store_options, Judged,
 };
 pub use spool::Spool;
 pub use store::{

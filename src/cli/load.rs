@@ -37,7 +37,7 @@ pub fn load(a: LoadArgs) -> Exit {
     // before the command exits.
     let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
-    let result = run_with_progress(&cfg, &probe, &stop, &telemetry);
+    let result = run_with_progress(&cfg, &probe, &stop, &telemetry, |_| {});
     telemetry.shutdown_otlp();
     // The summary goes where people read it; colour only when that is a terminal.
     let colour = if a.json {
@@ -162,6 +162,11 @@ fn load_config(a: &LoadArgs) -> Result<(Config, ProbeConfig), Vec<String>> {
         otlp: Default::default(),
         limits: Default::default(),
         guardrails: Default::default(),
+        // An ad hoc run is not part of any probe's series.
+        baseline: config::BaselineConfig {
+            enabled: false,
+            ..Default::default()
+        },
     };
     if problems.is_empty() {
         let mut p = config::Problems::default();

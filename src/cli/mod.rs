@@ -5,6 +5,7 @@
 //! exit policy in `crate::exit`. Commands print for people; the library below them returns
 //! typed errors and never exits.
 
+mod baseline;
 mod demo;
 mod import;
 mod load;
@@ -51,6 +52,8 @@ pub enum Command {
     Import(ImportCommand),
     /// The fault proxy on its own: listeners forwarding to upstreams, with toxics.
     Proxy(ProxyArgs),
+    /// The run store and the regression detector's state: list, show, compare, accept, export.
+    Baseline(baseline::BaselineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +189,7 @@ pub fn execute(cli: Cli) -> Exit {
         Command::Demo(a) => demo::run(a.listen),
         Command::Import(ImportCommand::Artillery(a)) => import::import_artillery(&a.file),
         Command::Proxy(a) => proxy::proxy(&a.config),
+        Command::Baseline(a) => baseline::baseline(a),
     }
 }
 

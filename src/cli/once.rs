@@ -5,9 +5,65 @@ use std::sync::atomic::Ordering;
 
 use super::progress::{ceiling_notice, colour_on, interrupt_flag, run_with_progress, Telemetry};
 use super::{print_config_errors, stdout, Exit, OnceArgs};
+use crate::baseline::{self, Judged, Store};
 use crate::config::{self, ProbeConfig};
 use crate::probe::guard;
-use crate::report;
+use crate::report::{self, ProbeResult};
+
+/// The baseline store of one `once` command, on a small runtime of its own.
+struct OnceBaseline {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl OnceBaseline {
+    /// Opens the store `[baseline]` names. A store named in the configuration that cannot be
+    /// opened stops the command (exit 4); the default file that cannot be opened (no state
+    /// directory, read-only home) only costs the judgement, with a warning.
+    fn open(cfg: &config::Config) -> Result<Option<OnceBaseline>, Exit> {
+        if !cfg.baseline.enabled {
+            return Ok(None);
+        }
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("cannot start the baseline store's runtime: {e}");
+                return Err(Exit::CannotStart);
+            }
+        };
+        let bound = baseline::open_bound(&cfg.baseline);
+        let opened = rt.block_on(async {
+            tokio::time::timeout(bound, baseline::open_store(&cfg.baseline)).await
+        });
+        let err = match opened {
+            Ok(Ok(store)) => return Ok(Some(OnceBaseline { rt, store })),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "baseline store {}: no answer within {bound:?}",
+                baseline::store_location(&cfg.baseline)
+            ),
+        };
+        if cfg.baseline.store.is_some() {
+            eprintln!("baseline.store: {err}");
+            Err(Exit::CannotStart)
+        } else {
+            eprintln!("warning: runs are not judged against a baseline: {err}");
+            Ok(None)
+        }
+    }
+
+    fn judge(&self, cfg: &config::Config, probe: &ProbeConfig, r: &mut ProbeResult) {
+        let judged = self
+            .rt
+            .block_on(baseline::judge_run(&self.store, cfg, probe, r));
+        if let Judged::Lost { cause } = judged {
+            eprintln!("{}: the run could not be stored: {cause}", r.probe);
+        }
+    }
+}
 
 /// The plan of each probe, as `--dry-run` prints it: nothing is sent.
 fn dry_run(cfg: &config::Config, probes: &[&ProbeConfig]) -> String {
@@ -71,6 +127,10 @@ pub fn once(a: OnceArgs) -> Exit {
     }
     // OTLP as the configuration or the standard `OTEL_EXPORTER_OTLP_*` variables ask; flushed
     // before the command exits.
+    let store = match OnceBaseline::open(&cfg) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
     let telemetry = Telemetry::with_otlp(&cfg.otlp);
     let stop = interrupt_flag();
     let mut results = Vec::new();
@@ -81,9 +141,16 @@ pub fn once(a: OnceArgs) -> Exit {
         if let Some(n) = ceiling_notice(p) {
             eprintln!("{n}");
         }
-        results.push(run_with_progress(&cfg, p, &stop, &telemetry));
+        results.push(run_with_progress(&cfg, p, &stop, &telemetry, |r| {
+            if let Some(b) = &store {
+                b.judge(&cfg, p, r);
+            }
+        }));
     }
     telemetry.shutdown_otlp();
+    if let Some(b) = store {
+        b.rt.block_on(b.store.close());
+    }
     // `--out -` puts the documents on stdout, so the summary moves to stderr.
     let to_stdout = a.out.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout {

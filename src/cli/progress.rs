@@ -136,13 +136,15 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// Runs one probe, drawing a progress line on stderr when it is a terminal, and hands the
-/// result to OTLP when `telemetry` exports (the caller flushes it before exiting).
+/// Runs one probe, drawing a progress line on stderr when it is a terminal, lets `finish`
+/// complete the result (the baseline's judgement), and hands it to OTLP when `telemetry`
+/// exports (the caller flushes it before exiting).
 pub fn run_with_progress(
     cfg: &Config,
     probe: &ProbeConfig,
     stop: &Arc<AtomicBool>,
     telemetry: &Telemetry,
+    finish: impl FnOnce(&mut ProbeResult),
 ) -> ProbeResult {
     let trace = telemetry.begin_run();
     let mut ctx = RunContext {
@@ -184,12 +186,13 @@ pub fn run_with_progress(
             eprint!("\r\x1b[2K");
         }));
     }
-    let result = run_probe(cfg, probe, &ctx);
+    let mut result = run_probe(cfg, probe, &ctx);
     done.store(true, Ordering::Relaxed);
     drop(ctx);
     if let Some(d) = drawer {
         let _ = d.join();
     }
+    finish(&mut result);
     telemetry.export_run(probe, &result, trace.as_ref());
     result
 }

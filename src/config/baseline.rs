@@ -4,6 +4,8 @@
 //! This module only reads and checks; the store and the detector live in `src/baseline/`,
 //! which turns these settings into its own types.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::{HumanDuration, Problems};
@@ -50,6 +52,27 @@ pub struct BaselineConfig {
     /// Settings of the `detect` mode; the defaults meet the targets in the detector's docs.
     #[serde(default)]
     pub detector: BaselineDetectorConfig,
+    /// Settings of single probes, by probe name (`[baseline.probes.checkout]`).
+    #[serde(default)]
+    pub probes: BTreeMap<String, ProbeBaselineConfig>,
+}
+
+/// One probe's own baseline settings (`[baseline.probes.NAME]`); what is left out follows
+/// `[baseline]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeBaselineConfig {
+    /// Whether this probe's runs are judged against its baseline (they are stored anyway
+    /// while `[baseline]` is enabled).
+    #[serde(default)]
+    pub judge: Option<bool>,
+    /// The least grade of this probe's run with a figure in an open regression: `"warning"`,
+    /// `"critical"` or `"none"`.
+    #[serde(default)]
+    pub grade_on_regression: Option<String>,
+    /// Headline figures of this probe to judge; empty: as `[baseline].figures`.
+    #[serde(default)]
+    pub figures: Vec<String>,
 }
 
 /// The `[baseline.detector]` table (CUSUM on log values; see `src/baseline/detector.rs`).
@@ -87,6 +110,7 @@ impl Default for BaselineConfig {
             grade_on_regression: default_grade_on_regression(),
             figures: Vec::new(),
             detector: BaselineDetectorConfig::default(),
+            probes: BTreeMap::new(),
         }
     }
 }
@@ -180,22 +204,18 @@ impl BaselineConfig {
                 "must be a ratio of 0 or more (0.10 = 10 %)",
             );
         }
-        if !matches!(
-            self.grade_on_regression.as_str(),
-            "warning" | "critical" | "none"
-        ) {
-            problems.push(
-                format!("{path}.grade_on_regression"),
-                format!(
-                    "{:?} is not one of \"warning\", \"critical\", \"none\"",
-                    self.grade_on_regression
-                ),
-            );
-        }
-        for (i, f) in self.figures.iter().enumerate() {
-            if f.trim().is_empty() {
-                problems.push(format!("{path}.figures[{i}]"), "must not be empty");
+        check_grade(
+            &self.grade_on_regression,
+            &format!("{path}.grade_on_regression"),
+            problems,
+        );
+        check_figures(&self.figures, &format!("{path}.figures"), problems);
+        for (name, p) in &self.probes {
+            let pp = format!("{path}.probes.{name}");
+            if let Some(g) = &p.grade_on_regression {
+                check_grade(g, &format!("{pp}.grade_on_regression"), problems);
             }
+            check_figures(&p.figures, &format!("{pp}.figures"), problems);
         }
         let d = &self.detector;
         let dp = format!("{path}.detector");
@@ -216,6 +236,46 @@ impl BaselineConfig {
         }
         if !(d.min_shift.is_finite() && d.min_shift >= 0.0) {
             problems.push(format!("{dp}.min_shift"), "must be 0 or more");
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// The least grade of a regressed run of `probe` (`warning`, `critical`, `none`).
+    pub fn grade_on_regression_of(&self, probe: &str) -> &str {
+        self.probes
+            .get(probe)
+            .and_then(|p| p.grade_on_regression.as_deref())
+            .unwrap_or(&self.grade_on_regression)
+    }
+
+    /// Whether runs of `probe` are judged against its baseline.
+    pub fn judges(&self, probe: &str) -> bool {
+        self.enabled && self.probes.get(probe).and_then(|p| p.judge).unwrap_or(true)
+    }
+
+    /// The figures of `probe` to judge; empty means all of them.
+    pub fn figures_of(&self, probe: &str) -> &[String] {
+        match self.probes.get(probe) {
+            Some(p) if !p.figures.is_empty() => &p.figures,
+            _ => &self.figures,
+        }
+    }
+}
+
+fn check_grade(grade: &str, path: &str, problems: &mut Problems) {
+    if !matches!(grade, "warning" | "critical" | "none") {
+        problems.push(
+            path,
+            format!("{grade:?} is not one of \"warning\", \"critical\", \"none\""),
+        );
+    }
+}
+
+fn check_figures(figures: &[String], path: &str, problems: &mut Problems) {
+    for (i, f) in figures.iter().enumerate() {
+        if f.trim().is_empty() {
+            problems.push(format!("{path}[{i}]"), "must not be empty");
         }
     }
 }

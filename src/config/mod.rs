@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use baseline::{BaselineConfig, BaselineDetectorConfig};
+pub use baseline::{BaselineConfig, BaselineDetectorConfig, ProbeBaselineConfig};
 pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
@@ -89,6 +89,9 @@ pub struct Config {
     /// Safety limits of every load-generating probe: allowlist, caps, aborts, pause, blackout.
     #[serde(default)]
     pub guardrails: GuardrailsConfig,
+    /// The rolling baseline: the store of every run and the regression detector.
+    #[serde(default)]
+    pub baseline: BaselineConfig,
 }
 
 /// A system under test.
@@ -205,6 +208,16 @@ impl Config {
         self.daemon.validate(&limits, problems);
         self.otlp.validate(&limits, problems);
         self.guardrails.validate(problems);
+        self.baseline.validate("baseline", problems);
+        for name in self.baseline.probes.keys() {
+            if !self.probe.iter().any(|p| &p.name == name) {
+                let known: Vec<&str> = self.probe.iter().map(|p| p.name.as_str()).collect();
+                problems.push(
+                    format!("baseline.probes.{name}"),
+                    format!("no probe named {name:?} (known: {})", list_or_none(&known)),
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter_mut().enumerate() {
             let path = format!("target[{i}]");

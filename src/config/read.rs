@@ -242,10 +242,15 @@ fn load_str_in(
                     config.guardrails = g;
                 }
             }
+            "baseline" => {
+                if let Some(b) = typed(v, "baseline", &mut errors) {
+                    config.baseline = b;
+                }
+            }
             other => errors.push(ConfigError {
                 path: other.to_string(),
                 message: "unknown section, expected one of `target`, `probe`, `report`, `daemon`, \
-                     `otlp`, `limits`, `guardrails`"
+                     `otlp`, `limits`, `guardrails`, `baseline`"
                     .into(),
                 line: None,
             }),

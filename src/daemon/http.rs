@@ -121,10 +121,20 @@ async fn route(req: &Request<Incoming>, shared: &Arc<Shared>) -> Reply {
             }
         }
         "/readyz" => {
+            // The store is reported, not required: while it is down runs wait in its spool
+            // and everything else works.
+            let h = shared.store_health();
+            let store = match &h.problem {
+                None => format!("store: ok {} ({} spooled)\n", h.location, h.spooled),
+                Some(p) => format!("store: down {} ({} spooled): {p}\n", h.location, h.spooled),
+            };
             if shared.is_ready() {
-                text(StatusCode::OK, "ready\n")
+                text(StatusCode::OK, format!("ready\n{store}"))
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready\n{store}"),
+                )
             }
         }
         path @ ("/metrics" | "/api/v1/probes" | "/") => {

@@ -42,6 +42,8 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("baseline.store: {0}")]
+    Store(String),
 }
 
 /// What the endpoints read and the scheduler writes. Owned by an `Arc` that the scheduler
@@ -60,6 +62,22 @@ pub struct Shared {
     metrics_cache: http::MetricsCache,
     /// The guardrails' live state (pause flag, blackouts); replaced on reload.
     guard: Mutex<Arc<crate::probe::guard::Guard>>,
+    /// The baseline store, opened at start and kept until the process exits; `None` when
+    /// `[baseline]` is disabled or its default file could not be opened.
+    store: Option<Arc<crate::baseline::Store>>,
+    /// What `/readyz` says of the store: its location and the last problem, if any.
+    store_health: Mutex<StoreHealth>,
+}
+
+/// The store as `/readyz` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealth {
+    /// The store's location (no password), or why there is none.
+    pub location: String,
+    /// The last failed operation, cleared by the next one that works.
+    pub problem: Option<String>,
+    /// Runs waiting in the spool.
+    pub spooled: usize,
 }
 
 /// A probe as `/api/v1/probes` and the status page show it.
@@ -81,8 +99,18 @@ pub struct ProbeStatus {
 }
 
 impl Shared {
-    fn new(config: &Config) -> Self {
+    fn new(config: &Config, store: Option<Arc<crate::baseline::Store>>) -> Self {
+        let location = match &store {
+            Some(s) => s.url().to_string(),
+            None if config.baseline.enabled => "none (the default file could not be opened)".into(),
+            None => "none ([baseline] is disabled)".into(),
+        };
         Shared {
+            store,
+            store_health: Mutex::new(StoreHealth {
+                location,
+                ..Default::default()
+            }),
             telemetry: Telemetry::with_otlp(&config.otlp),
             board: Mutex::new(Vec::new()),
             heartbeat_ms: AtomicU64::new(unix_ms()),
@@ -105,6 +133,28 @@ impl Shared {
         let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
         let next = Arc::new(g.reconfigured(cfg));
         *g = next;
+    }
+
+    /// The baseline store, when there is one.
+    pub fn store(&self) -> Option<Arc<crate::baseline::Store>> {
+        self.store.clone()
+    }
+
+    /// The store's state for `/readyz`.
+    pub fn store_health(&self) -> StoreHealth {
+        self.store_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Notes the outcome of a store operation and the spool's size (gauge included).
+    fn store_checked(&self, problem: Option<String>) {
+        let spooled = self.store.as_ref().map_or(0, |s| s.spooled());
+        self.telemetry.record_spooled(spooled);
+        let mut h = self.store_health.lock().unwrap_or_else(|e| e.into_inner());
+        h.problem = problem;
+        h.spooled = spooled;
     }
 
     fn beat(&self) {
@@ -278,7 +328,11 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let shared = Arc::new(Shared::new(&config));
+    let store = open_store(&config).await?;
+    let shared = Arc::new(Shared::new(&config, store));
+    if shared.store.is_some() {
+        tokio::spawn(tend_store(shared.clone()));
+    }
     let listen_text = config.daemon.listen.clone();
     let otlp_running = config.otlp.clone();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
@@ -359,6 +413,55 @@ async fn serve(config: Config, mut opts: Options) -> Result<(), DaemonError> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Opens the baseline store at start. A store named in `[baseline].store` that cannot be
+/// opened stops the start (exit 4); the default file only costs the judgement, with an error
+/// in the log, so that a daemon without a writable state directory still probes.
+async fn open_store(config: &Config) -> Result<Option<Arc<crate::baseline::Store>>, DaemonError> {
+    let cfg = &config.baseline;
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let bound = crate::baseline::open_bound(cfg);
+    let err = match tokio::time::timeout(bound, crate::baseline::open_store(cfg)).await {
+        Ok(Ok(store)) => {
+            tracing::info!(store = %store.url(), spooled = store.spooled(), "baseline store open");
+            return Ok(Some(Arc::new(store)));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!(
+            "{}: no answer within {bound:?}",
+            crate::baseline::store_location(cfg)
+        ),
+    };
+    if cfg.store.is_some() {
+        return Err(DaemonError::Store(err));
+    }
+    tracing::error!("runs are not stored nor judged: {err}");
+    Ok(None)
+}
+
+/// Every few seconds: pings the store for `/readyz` and writes what waits in the spool.
+async fn tend_store(shared: Arc<Shared>) {
+    let Some(store) = shared.store() else { return };
+    let mut tick = tokio::time::interval(STORE_TENDING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut problem = store.ping().await.err().map(|e| e.to_string());
+        if problem.is_none() && store.spooled() > 0 {
+            match store.drain_spool().await {
+                Ok(n) if n > 0 => tracing::info!(written = n, "baseline: spooled runs written"),
+                Ok(_) => {}
+                Err(e) => problem = Some(e.to_string()),
+            }
+        }
+        shared.store_checked(problem);
+    }
+}
+
+/// How often the store is pinged and its spool drained.
+const STORE_TENDING: Duration = Duration::from_secs(5);
 
 /// Resolves if the scheduler task has ended (it only ends on shutdown, so this is a bug guard).
 async fn scheduler_died(handle: &tokio::task::JoinHandle<()>) {

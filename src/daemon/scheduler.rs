@@ -313,16 +313,39 @@ async fn start_run(
         trace: shared.telemetry.begin_run(),
         guard: Some(shared.guard()),
     };
-    let p = probe.clone();
-    // OTLP is fed on the run's own thread once it has ended: its cost grows with the run's
-    // requests and must not hold up the scheduler loop.
-    let result = tokio::task::spawn_blocking(move || {
-        let r = run_probe(&config, &p, &ctx);
-        shared.telemetry.export_run(&p, &r, ctx.trace.as_ref());
-        r
+    let (p, c) = (probe.clone(), config.clone());
+    let (mut result, trace) = tokio::task::spawn_blocking(move || {
+        let r = run_probe(&c, &p, &ctx);
+        (r, ctx.trace)
     })
     .await
-    .unwrap_or_else(|e| ProbeResult::failed(&probe, format!("the probe crashed: {e}")));
+    .unwrap_or_else(|e| {
+        let r = ProbeResult::failed(&probe, format!("the probe crashed: {e}"));
+        (r, None)
+    });
+    // Recorded and judged in this run's own task, each store operation bounded by
+    // `baseline.timeout`: the scheduler loop never waits on the store.
+    if let Some(store) = shared.store() {
+        let judged = crate::baseline::judge_run(&store, &config, &probe, &mut result).await;
+        let problem = match judged {
+            crate::baseline::Judged::Spooled { cause } => Some(cause),
+            crate::baseline::Judged::Lost { cause } => Some(format!("a run was lost: {cause}")),
+            _ => None,
+        };
+        shared.store_checked(problem);
+    }
+    // OTLP is fed on a blocking thread once the run has ended: its cost grows with the run's
+    // requests and must not hold up the scheduler loop.
+    let exporter = (shared.clone(), probe.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        exporter
+            .0
+            .telemetry
+            .export_run(&exporter.1, &result, trace.as_ref());
+        result
+    })
+    .await
+    .unwrap_or_else(|e| ProbeResult::failed(&probe, format!("the OTLP export crashed: {e}")));
     let _ = done.send(Done {
         probe: name,
         result: Some(result),

@@ -51,6 +51,10 @@ pub struct ProbeResult {
     /// A guardrail refused to start the run (allowlist, pause, blackout): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The run judged against its stored baseline, figure by figure; absent when no baseline
+    /// store judged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionBlock>,
     /// What OTLP export needs beyond the document (exact start, exact status codes, sampled
     /// requests). Not part of the document either.
     #[serde(skip)]
@@ -103,6 +107,7 @@ impl ProbeResult {
             notes: all,
             aborted: None,
             refused: None,
+            regression: None,
             detail,
         }
     }
@@ -154,6 +159,49 @@ impl ProbeResult {
             _ => None,
         }
     }
+}
+
+/// The `regression` block: each judged figure against its baseline (DESIGN.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegressionBlock {
+    /// `detect` (CUSUM against the rolling baseline) or `percentage` (against a pinned run).
+    pub mode: String,
+    /// By figure name (`p99`, `rps`, `error_rate`, …).
+    pub figures: BTreeMap<String, RegressionFigure>,
+}
+
+impl RegressionBlock {
+    /// The figures in an open regression, by name.
+    pub fn open(&self) -> impl Iterator<Item = (&String, &RegressionFigure)> {
+        self.figures.iter().filter(|(_, f)| f.state == "open")
+    }
+}
+
+/// One figure of the `regression` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegressionFigure {
+    /// The baseline level in the figure's unit; absent while the series warms up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// The current level: while open, the median of the runs since the regression began;
+    /// otherwise this run's value.
+    pub current: f64,
+    /// `current / baseline − 1` (+0.35 is 35 % up, whatever the figure's direction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_ratio: Option<f64>,
+    /// The detector's CUSUM statistic (σ units) and the threshold it opens above; absent in
+    /// `percentage` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// `warmup`, `ok` or `open`.
+    pub state: String,
+    /// `opened` or `cleared` when this run changed the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<String>,
+    /// Runs in the figure's series (this configuration since the last `accept`).
+    pub runs: u64,
 }
 
 /// The run's measurements at the grain of OpenTelemetry's HTTP client conventions.

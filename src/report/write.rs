@@ -200,6 +200,7 @@ mod tests {
             block: None,
             aborted: None,
             refused: None,
+            regression: None,
             thresholds: Vec::new(),
             notes: Vec::new(),
             detail: Default::default(),

@@ -149,12 +149,10 @@ pub struct Telemetry {
     fault_recovery: Family<FaultLabels, GaugeF>,
     fault_error_ratio: Family<FaultPhaseLabels, GaugeF>,
     fault_backlog_peak: Family<FaultLabels, GaugeF>,
-    #[allow(dead_code)]
     baseline_value: Family<MetricLabels, GaugeF>,
-    #[allow(dead_code)]
     regression: Family<MetricLabels, Gauge>,
-    #[allow(dead_code)]
     regression_shift: Family<MetricLabels, GaugeF>,
+    store_spooled: Gauge,
 }
 
 impl Default for Telemetry {
@@ -193,6 +191,7 @@ impl Telemetry {
             baseline_value: Family::default(),
             regression: Family::default(),
             regression_shift: Family::default(),
+            store_spooled: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -301,6 +300,11 @@ impl Telemetry {
             "regression_shift_ratio",
             "Estimated relative change of a regressed metric",
             t.regression_shift.clone(),
+        );
+        r.register(
+            "store_spooled_results",
+            "Results waiting in the spool for a baseline store that is down or locked",
+            t.store_spooled.clone(),
         );
         r.register(
             "otlp_dropped",
@@ -516,6 +520,9 @@ impl Telemetry {
                 }
             }
         }
+        if let Some(block) = &r.regression {
+            self.record_regression(&r.probe, block);
+        }
         if let Some(race) = r.race() {
             for (outcome, n) in [
                 ("single_winner", race.single_winner),
@@ -529,6 +536,44 @@ impl Telemetry {
                     })
                     .inc_by(n);
             }
+        }
+    }
+
+    /// The baseline, the state and the shift of each judged figure. A figure still warming
+    /// up has no baseline yet: its gauges are absent and `plimsoll_regression` is 0.
+    fn record_regression(&self, probe: &str, block: &crate::report::RegressionBlock) {
+        for (metric, f) in &block.figures {
+            let l = MetricLabels {
+                probe: probe.into(),
+                metric: metric.as_str().into(),
+            };
+            self.regression
+                .get_or_create(&l)
+                .set(i64::from(f.state == "open"));
+            match f.baseline {
+                Some(b) => {
+                    self.baseline_value.get_or_create(&l).set(b);
+                }
+                None => {
+                    self.baseline_value.remove(&l);
+                }
+            }
+            match f.shift_ratio {
+                Some(s) => {
+                    self.regression_shift.get_or_create(&l).set(s);
+                }
+                None => {
+                    self.regression_shift.remove(&l);
+                }
+            }
+        }
+    }
+
+    /// Runs waiting in the baseline store's spool.
+    pub fn record_spooled(&self, n: usize) {
+        let before = self.store_spooled.set(n as i64);
+        if before != n as i64 {
+            self.changed();
         }
     }
 
@@ -729,6 +774,7 @@ mod tests {
             stats: None,
             aborted: None,
             refused: None,
+            regression: None,
             block: Some(crate::report::KindBlock::Race(crate::report::RaceStats {
                 rounds: 10,
                 single_winner: 7,

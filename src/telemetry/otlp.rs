@@ -291,6 +291,21 @@ impl Otlp {
         if r.grade == Grade::Critical {
             root.set_status(Status::error(r.notes.join("; ")));
         }
+        // A regression alert that this run opened or cleared is an event of the run's span.
+        for (metric, f) in r.regression.iter().flat_map(|b| &b.figures) {
+            let Some(t) = &f.transition else { continue };
+            let mut attributes = vec![
+                KeyValue::new("plimsoll.metric", metric.clone()),
+                KeyValue::new("plimsoll.regression.current", f.current),
+            ];
+            if let Some(b) = f.baseline {
+                attributes.push(KeyValue::new("plimsoll.regression.baseline", b));
+            }
+            if let Some(x) = f.shift_ratio {
+                attributes.push(KeyValue::new("plimsoll.regression.shift_ratio", x));
+            }
+            root.add_event_with_timestamp(format!("regression {t}"), end, attributes);
+        }
         root.end_with_timestamp(end);
 
         let parent = Context::new().with_remote_span_context(SpanContext::new(

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod postgres;
+pub mod prometheus;
 pub mod redis;
 pub mod tls;
 
