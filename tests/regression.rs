@@ -52,7 +52,8 @@ impl SlowableTarget {
         }
     }
 
-    /// Adds `extra` to every response (0: none).
+    /// Adds `extra` to every request (0: none): the toxic holds the request, one chunk, on its
+    /// way to the backend, so each exchange is `extra` slower and no more.
     fn slow_by(&self, extra: Duration) {
         let h = self.proxy.as_ref().unwrap().handle();
         let toxics = if extra.is_zero() {
@@ -63,7 +64,7 @@ impl SlowableTarget {
                     latency: extra,
                     jitter: Duration::ZERO,
                 },
-                Direction::Downstream,
+                Direction::Upstream,
             )]
         };
         h.set_toxics("backend", toxics).unwrap();
@@ -280,8 +281,8 @@ fn a_30_percent_slowdown_opens_the_regression_alert_in_prometheus_and_it_closes_
     let shift =
         query("plimsoll_regression_shift_ratio%7Bprobe%3D%22delay%22%2Cmetric%3D%22p50%22%7D")
             .unwrap();
-    // The toxic delays each chunk the backend writes, so p50 rises by 6 ms or a little more.
-    assert!((0.15..1.0).contains(&shift), "shift {shift}");
+    // p50 rises by the toxic's 6 ms: a 30 % shift, read as such within noise.
+    assert!((0.2..0.45).contains(&shift), "shift {shift}");
     let probes = daemon.probes();
     let last = &probes[0]["last"];
     assert_eq!(last["grade"], "warning", "{last:#}");
