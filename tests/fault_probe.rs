@@ -172,3 +172,186 @@ fn a_stop_mid_fault_clears_it_and_ends_the_run() {
     // The proxy is gone with the run: its port is free again.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// A Redis server a fault's clear command started (`--daemonize yes`), killed by its pid
+/// file when the test ends, however it ends.
+struct Restarted(std::path::PathBuf);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid.trim()])
+                .status();
+        }
+    }
+}
+
+/// A fault probe on the sample backend's queue: `route` under load at 100/s, the backend's
+/// Redis link through the probe's proxy listener on `port`, and `inject` as the fault.
+fn queue_fault(backend: &Backend, name: &str, route: &str, port: u16, inject: &str) -> String {
+    let url = backend.url.trim_end_matches('/');
+    format!(
+        r#"
+[[probe]]
+name = "{name}"
+kind = "fault"
+[probe.fault]
+name = "{name}"
+rate = 100
+before = "2s"
+hold = "2s"
+after = "3s"
+recovery_stretch = "1s"
+[probe.fault.load]
+request = {{ method = "POST", url = "{url}{route}", body = "job" }}
+timeout = "1s"
+[[probe.fault.proxy]]
+name = "redis"
+listen = "127.0.0.1:{port}"
+upstream = "127.0.0.1:{{redis_port}}"
+[probe.fault.backlog]
+metrics_url = "{url}/metrics"
+series = "sample_queue_backlog"
+interval = "100ms"
+{inject}
+"#
+    )
+}
+
+/// Seeds 000 and 001 end to end: a real redis-server behind the probe's proxy, the sample
+/// backend's queue in front of it under load. A `down` toxic on the route without fallback
+/// fails most jobs and recovers at the clear; the same outage on the route with the breaker
+/// and the fallback queue fails almost none and leaves a backlog that drains; a crash of
+/// redis-server (SIGKILL) and its restart by the clear command fails jobs until the restart
+/// and recovers after it.
+#[test]
+fn a_real_redis_outage_through_the_proxy_and_a_crash_restart() {
+    let redis = common::redis::Redis::start();
+    let port = closed_port();
+    let backend = Backend::start_with(&[
+        "--queue-redis-url",
+        &format!("redis://127.0.0.1:{port}"),
+        "--breaker-open-ms",
+        "300",
+    ]);
+    let toxic_down = "[probe.fault.inject]\nlistener = \"redis\"\ntoxic = [{ kind = \"down\" }]";
+    let with_port = |t: String| t.replace("{redis_port}", &redis.port.to_string());
+
+    // 1. Refused, no fallback: most jobs fail during the outage, none after.
+    let r = run(
+        &with_port(queue_fault(
+            &backend,
+            "direct-down",
+            "/queue/direct",
+            port,
+            toxic_down,
+        )),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok && f.clear_ok, "{f:?}");
+    assert_eq!(f.clear_reason.as_deref(), Some("ended"));
+    assert_eq!(f.clear_action.as_deref(), Some("toxics redis: none"));
+    assert!(f.error_rate.before < 0.01, "{:?}", f.error_rate);
+    assert!(f.error_rate.during > 0.5, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.05, "{:?}", f.error_rate);
+    let recovery = f.recovery_s.expect("recovered");
+    eprintln!("direct route, redis down: recovery {recovery} s (truth ≈ 0)");
+    assert!(recovery <= 0.5, "recovery {recovery} s, truth ≈ 0");
+    assert_eq!(
+        r.grade,
+        plimsoll::config::Grade::Critical,
+        "{}",
+        r.grade_reason
+    );
+
+    // 2. Refused, with the breaker and the fallback queue: jobs keep being taken, and the
+    // fallback's backlog builds during the outage and drains after it.
+    let r = run(
+        &with_port(queue_fault(
+            &backend,
+            "fallback-down",
+            "/queue/jobs",
+            port,
+            toxic_down,
+        )),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok && f.clear_ok, "{f:?}");
+    assert!(f.error_rate.during < 0.01, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.01, "{:?}", f.error_rate);
+    let peak = f.backlog_peak.expect("backlog sampled");
+    // 100 jobs/s for 2 s go to the fallback, less the first ones Redis took.
+    assert!(peak >= 50.0, "backlog peak {peak}");
+    let drain = f.backlog_drain_s.expect("the backlog drained");
+    eprintln!("fallback route, redis down: backlog peak {peak}, drained {drain} s after the clear");
+    assert!(drain < 3.0, "drain {drain} s");
+    assert_ne!(
+        r.grade,
+        plimsoll::config::Grade::Critical,
+        "{}",
+        r.grade_reason
+    );
+    // The backend's own account: the breaker opened, jobs went to the fallback and all of
+    // them are back in Redis.
+    let (status, body) = common::daemon::http_get(
+        backend
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+        "/queue/stats",
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(stats["breaker_opened"].as_u64() >= Some(1), "{stats}");
+    assert!(stats["jobs_to_fallback"].as_u64() >= Some(50), "{stats}");
+    assert_eq!(stats["backlog_fallback"].as_u64(), Some(0), "{stats}");
+    assert_eq!(stats["fallback_store"], "memory", "{stats}");
+
+    // 3. Crash and restart: SIGKILL, then the clear starts a new server on the same port.
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("redis.pid");
+    let _restarted = Restarted(pidfile.clone());
+    let crash = format!(
+        r#"[probe.fault.inject.action.command]
+argv = ["kill", "-KILL", "{pid}"]
+timeout = "5s"
+[probe.fault.inject.clear.command]
+argv = ["redis-server", "--port", "{rport}", "--bind", "127.0.0.1", "--daemonize", "yes", "--pidfile", "{pidfile}", "--dir", "{dir}", "--save", "", "--appendonly", "no"]
+timeout = "10s""#,
+        pid = redis.pid(),
+        rport = redis.port,
+        pidfile = pidfile.display(),
+        dir = dir.path().display(),
+    );
+    let r = run(
+        &with_port(queue_fault(
+            &backend,
+            "direct-crash",
+            "/queue/direct",
+            port,
+            &crash,
+        )),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok, "{f:?}");
+    assert!(f.clear_ok, "the restart: {f:?}");
+    assert_eq!(f.clear_reason.as_deref(), Some("ended"));
+    assert!(
+        f.clear_action
+            .as_deref()
+            .unwrap_or("")
+            .contains("redis-server"),
+        "{f:?}"
+    );
+    assert!(f.error_rate.during > 0.5, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.05, "{:?}", f.error_rate);
+    let recovery = f.recovery_s.expect("recovered after the restart");
+    eprintln!("direct route, redis crash: recovery {recovery} s after the restart returned");
+    assert!(recovery <= 1.0, "recovery {recovery} s");
+    assert!(pidfile.exists(), "the clear started a new server");
+}
