@@ -355,3 +355,49 @@ timeout = "10s""#,
     assert!(recovery <= 1.0, "recovery {recovery} s");
     assert!(pidfile.exists(), "the clear started a new server");
 }
+
+/// Seed 001's fallback in PostgreSQL: with `--database-url` the queue's fallback is a real
+/// table. A blackhole on the Redis link (every command hangs until the backend's timeout)
+/// opens the breaker; the jobs go to the table during the hold and back to Redis after it.
+#[test]
+fn a_hung_redis_falls_back_to_a_postgres_table_and_drains_back() {
+    let redis = common::redis::Redis::start();
+    let pg = common::postgres::Postgres::start();
+    let port = closed_port();
+    let backend = Backend::start_with(&[
+        "--queue-redis-url",
+        &format!("redis://127.0.0.1:{port}"),
+        "--database-url",
+        &pg.url,
+        "--breaker-open-ms",
+        "300",
+    ]);
+    let hung = "[probe.fault.inject]\nlistener = \"redis\"\ntoxic = [{ kind = \"blackhole\", direction = \"both\" }]";
+    let text = queue_fault(&backend, "fallback-hung", "/queue/jobs", port, hung)
+        .replace("{redis_port}", &redis.port.to_string());
+    let r = run(&text, &RunContext::default());
+    let f = fault_of(&r);
+    assert!(f.inject_ok && f.clear_ok, "{f:?}");
+    // Until the breaker opens, a few jobs wait out the 250 ms Redis timeout; none fails.
+    assert!(f.error_rate.during < 0.01, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.01, "{:?}", f.error_rate);
+    assert!(f.backlog_peak.expect("backlog sampled") >= 50.0, "{f:?}");
+    assert!(f.backlog_drain_s.is_some(), "the backlog drained: {f:?}");
+    let (status, body) = common::daemon::http_get(
+        backend
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+        "/queue/stats",
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["fallback_store"], "postgres", "{stats}");
+    assert!(stats["jobs_to_fallback"].as_u64() >= Some(50), "{stats}");
+    assert!(
+        stats["jobs_drained_from_fallback"].as_u64() >= Some(50),
+        "{stats}"
+    );
+    assert_eq!(stats["backlog_fallback"].as_u64(), Some(0), "{stats}");
+}
