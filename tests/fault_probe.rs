@@ -401,3 +401,92 @@ fn a_hung_redis_falls_back_to_a_postgres_table_and_drains_back() {
     );
     assert_eq!(stats["backlog_fallback"].as_u64(), Some(0), "{stats}");
 }
+
+/// A fault probe on the sample backend's order creation (`POST /orders`, a PostgreSQL
+/// insert through its pool) with `action` as the fault.
+fn pg_fault(backend: &Backend, name: &str, hold: &str, action: &str) -> String {
+    let url = backend.url.trim_end_matches('/');
+    format!(
+        r#"
+[[probe]]
+name = "{name}"
+kind = "fault"
+[probe.fault]
+name = "{name}"
+rate = 50
+before = "2s"
+hold = "{hold}"
+after = "5s"
+recovery_stretch = "1s"
+[probe.fault.load]
+request = {{ method = "POST", url = "{url}/orders" }}
+timeout = "1s"
+{action}
+"#
+    )
+}
+
+fn toml_argv(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Seeds 000 and 001's database restart test, both modes, against a real PostgreSQL: a
+/// graceful restart (`pg_ctl restart -m fast`, the recovery counted from its return) and a
+/// crash (`pg_ctl stop -m immediate`, then `pg_ctl start` as the clear). The backend's pool
+/// must open new connections after each: requests fail during the fault and not after.
+#[test]
+fn postgres_graceful_restart_and_crash_recover_under_load() {
+    let pg = common::postgres::Postgres::start();
+    let backend = Backend::start_with(&["--database-url", &pg.url]);
+    let log = pg.log_path().display().to_string();
+
+    let restart = pg.pg_ctl_argv(&["restart", "-m", "fast", "-w", "-t", "30", "-l", &log]);
+    let action = format!(
+        "[probe.fault.inject.action.command]\nargv = {}\ntimeout = \"40s\"",
+        toml_argv(&restart)
+    );
+    let r = run(
+        &pg_fault(&backend, "pg-graceful", "100ms", &action),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok, "the restart: {f:?}");
+    assert!(f.clear_ok, "{f:?}");
+    assert!(f.error_rate.before < 0.01, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.05, "{:?}", f.error_rate);
+    let recovery = f.recovery_s.expect("recovered after the restart");
+    eprintln!(
+        "postgres graceful restart: error rate during {:.3}, recovery {recovery} s",
+        f.error_rate.during
+    );
+    assert!(recovery <= 2.0, "recovery {recovery} s");
+
+    let options = pg.server_options();
+    let stop = pg.pg_ctl_argv(&["stop", "-m", "immediate", "-w", "-t", "30"]);
+    let start = pg.pg_ctl_argv(&["start", "-w", "-t", "30", "-l", &log, "-o", &options]);
+    let action = format!(
+        "[probe.fault.inject.action.command]\nargv = {}\ntimeout = \"40s\"\n\
+         [probe.fault.inject.clear.command]\nargv = {}\ntimeout = \"40s\"",
+        toml_argv(&stop),
+        toml_argv(&start)
+    );
+    let r = run(
+        &pg_fault(&backend, "pg-crash", "1s", &action),
+        &RunContext::default(),
+    );
+    let f = fault_of(&r);
+    assert!(f.inject_ok, "the crash: {f:?}");
+    assert!(f.clear_ok, "the start: {f:?}");
+    assert!(f.error_rate.during > 0.5, "{:?}", f.error_rate);
+    assert!(f.error_rate.after < 0.05, "{:?}", f.error_rate);
+    let recovery = f.recovery_s.expect("recovered after the start");
+    eprintln!("postgres crash: recovery {recovery} s after the start returned");
+    assert!(recovery <= 2.0, "recovery {recovery} s");
+    assert_ne!(
+        r.grade,
+        plimsoll::config::Grade::Excellent,
+        "{}",
+        r.grade_reason
+    );
+}
