@@ -490,3 +490,42 @@ fn postgres_graceful_restart_and_crash_recover_under_load() {
         r.grade_reason
     );
 }
+
+/// The two Redis modes left, on the route without fallback: slow (every answer 300 ms late,
+/// past the backend's 250 ms timeout) and reset (every connection reset as soon as it
+/// carries data). Both fail the jobs during the fault and none after the clear.
+#[test]
+fn a_slow_and_a_resetting_redis_fail_the_direct_route_until_the_clear() {
+    let redis = common::redis::Redis::start();
+    let port = closed_port();
+    let backend = Backend::start_with(&["--queue-redis-url", &format!("redis://127.0.0.1:{port}")]);
+    for (name, toxic) in [
+        (
+            "direct-slow",
+            "{ kind = \"latency\", latency = \"300ms\", jitter = \"20ms\" }",
+        ),
+        (
+            "direct-reset",
+            "{ kind = \"reset_peer\", direction = \"both\" }",
+        ),
+    ] {
+        let inject = format!("[probe.fault.inject]\nlistener = \"redis\"\ntoxic = [{toxic}]");
+        let text = queue_fault(&backend, name, "/queue/direct", port, &inject)
+            .replace("{redis_port}", &redis.port.to_string());
+        let r = run(&text, &RunContext::default());
+        let f = fault_of(&r);
+        assert!(f.inject_ok && f.clear_ok, "{name}: {f:?}");
+        assert!(f.error_rate.before < 0.01, "{name}: {:?}", f.error_rate);
+        assert!(f.error_rate.during > 0.5, "{name}: {:?}", f.error_rate);
+        assert!(f.error_rate.after < 0.05, "{name}: {:?}", f.error_rate);
+        let recovery = f.recovery_s.expect("recovered");
+        eprintln!("{name}: recovery {recovery} s (truth ≈ 0)");
+        assert!(recovery <= 0.5, "{name}: recovery {recovery} s");
+        assert_eq!(
+            r.grade,
+            plimsoll::config::Grade::Critical,
+            "{name}: {}",
+            r.grade_reason
+        );
+    }
+}
