@@ -2,8 +2,11 @@
 //!
 //! It stands in for the backends the seed documents load-tested: a signed WhatsApp webhook
 //! with idempotent retries, a few cheap reads, and knobs that make latency and failure
-//! predictable (`/delay`, `/stall`, `/bytes`, `/status/{code}`). It shares only the Twilio
-//! signer with the monitor and is kept out of the monitor's modules on purpose.
+//! predictable (`/delay`, `/stall`, `/bytes`, `/status/{code}`), and, with
+//! `--queue-redis-url`, seed 001's webhook job queue in Redis with a circuit breaker and a
+//! fallback queue (`/queue/jobs`, `/queue/direct`, `/queue/stats`, `/metrics`; see `queue`)
+//! for the fault probes. It shares only the Twilio signer with the monitor and is kept out of
+//! the monitor's modules on purpose.
 //!
 //! Contract with callers: once the socket is bound, stdout gets exactly one line,
 //! `listening on http://IP:PORT`, and nothing else ever; errors go to stderr. SIGINT or SIGTERM
