@@ -2,8 +2,11 @@
 //!
 //! It stands in for the backends the seed documents load-tested: a signed WhatsApp webhook
 //! with idempotent retries, a few cheap reads, and knobs that make latency and failure
-//! predictable (`/delay`, `/stall`, `/bytes`, `/status/{code}`). It shares only the Twilio
-//! signer with the monitor and is kept out of the monitor's modules on purpose.
+//! predictable (`/delay`, `/stall`, `/bytes`, `/status/{code}`), and, with
+//! `--queue-redis-url`, seed 001's webhook job queue in Redis with a circuit breaker and a
+//! fallback queue (`/queue/jobs`, `/queue/direct`, `/queue/stats`, `/metrics`; see `queue`)
+//! for the fault probes. It shares only the Twilio signer with the monitor and is kept out of
+//! the monitor's modules on purpose.
 //!
 //! Contract with callers: once the socket is bound, stdout gets exactly one line,
 //! `listening on http://IP:PORT`, and nothing else ever; errors go to stderr. SIGINT or SIGTERM
@@ -14,6 +17,7 @@ mod capacity;
 mod catalog;
 mod events;
 mod orders;
+mod queue;
 mod reply;
 mod reports;
 mod routes;
@@ -39,6 +43,8 @@ use crate::routes::App;
 const DATABASE_ENV: &str = "PLIMSOLL_SAMPLE_DATABASE_URL";
 /// Environment variable consulted when `--redis-url` is not given.
 const REDIS_ENV: &str = "PLIMSOLL_SAMPLE_REDIS_URL";
+/// Environment variable consulted when `--queue-redis-url` is not given.
+const QUEUE_REDIS_ENV: &str = "PLIMSOLL_SAMPLE_QUEUE_REDIS_URL";
 /// Environment variable consulted when `--twilio-auth-token` is not given.
 const TOKEN_ENV: &str = "PLIMSOLL_SAMPLE_TWILIO_TOKEN";
 /// Token used when neither the flag nor the environment gives one; the demo signs with it.
@@ -76,6 +82,30 @@ struct Cli {
     /// Redis channel of the events.
     #[arg(long, value_name = "NAME", default_value = "events")]
     events_channel: String,
+
+    /// Redis URL of the webhook job queue (`/queue/jobs`), usually through a fault proxy's
+    /// listener; it need not be up at start. Its fallback queue is PostgreSQL with
+    /// `--database-url`, else memory. Without it `/queue/…` answers 503
+    /// [default: $PLIMSOLL_SAMPLE_QUEUE_REDIS_URL].
+    #[arg(long, value_name = "URL")]
+    queue_redis_url: Option<String>,
+
+    /// Redis list the queue's jobs go to.
+    #[arg(long, value_name = "KEY", default_value = "webhook-jobs")]
+    queue_key: String,
+
+    /// Longest Redis exchange of the queue (connecting included), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    queue_redis_timeout_ms: u64,
+
+    /// How long the queue's circuit breaker stays open before it probes Redis again, in
+    /// milliseconds (seed 001 uses 30000; short by default so short outages show recovery).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    breaker_open_ms: u64,
+
+    /// Jobs per second the queue's workers take off the Redis list.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    queue_work_rate: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,10 +127,22 @@ fn main() -> anyhow::Result<()> {
         .redis_url
         .or_else(|| std::env::var(REDIS_ENV).ok())
         .filter(|u| !u.is_empty());
+    let queue = cli
+        .queue_redis_url
+        .or_else(|| std::env::var(QUEUE_REDIS_ENV).ok())
+        .filter(|u| !u.is_empty())
+        .map(|redis_url| queue::QueueSettings {
+            redis_url,
+            key: cli.queue_key,
+            redis_timeout: Duration::from_millis(cli.queue_redis_timeout_ms.max(1)),
+            breaker_open: Duration::from_millis(cli.breaker_open_ms),
+            work_rate: cli.queue_work_rate,
+        });
     let stores = Stores {
         database_url,
         redis_url,
         events_channel: cli.events_channel,
+        queue,
     };
     runtime.block_on(serve(&cli.listen, token, stores))
 }
@@ -110,6 +152,7 @@ struct Stores {
     database_url: Option<String>,
     redis_url: Option<String>,
     events_channel: String,
+    queue: Option<queue::QueueSettings>,
 }
 
 /// Binds, announces the address, and serves until a shutdown signal.
@@ -122,13 +165,22 @@ async fn serve(listen: &str, token: String, stores: Stores) -> anyhow::Result<()
             .context("subscribing to the Redis events channel")?,
         None => events::Events::in_process(),
     };
+    let queue = match stores.queue {
+        Some(settings) => Some(
+            queue::Queue::start(settings, stores.database_url.as_deref())
+                .await
+                .context("starting the job queue")?,
+        ),
+        None => None,
+    };
     let orders = match stores.database_url {
         Some(url) => orders::Orders::connect(&url)
             .await
             .context("connecting to the order database")?,
         None => orders::Orders::in_memory(),
     };
-    let app = Arc::new(App::new(token, orders, events).context("starting the timer thread")?);
+    let app =
+        Arc::new(App::new(token, orders, events, queue).context("starting the timer thread")?);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

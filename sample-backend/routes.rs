@@ -18,6 +18,7 @@ use crate::capacity::{self, Capacity};
 use crate::catalog::Catalog;
 use crate::events::{self, Events};
 use crate::orders::{self, Orders};
+use crate::queue::{self, Queue};
 use crate::reply::{self, ReplyBody};
 use crate::reports;
 use crate::timing::{PreciseTimer, StallSchedule};
@@ -60,6 +61,8 @@ pub struct App {
     events: Events,
     /// Services of known capacity behind `/capacity`, and their counters.
     capacity: Capacity,
+    /// The Redis-backed job queue behind `/queue/…` and `/metrics`, when configured.
+    queue: Option<std::sync::Arc<Queue>>,
 }
 
 /// Counters since start. Relaxed atomics: each is an independent tally, read only for display.
@@ -91,7 +94,12 @@ struct StatsDocument {
 
 impl App {
     /// Builds the state and starts the timer thread.
-    pub fn new(twilio_token: String, orders: Orders, events: Events) -> std::io::Result<Self> {
+    pub fn new(
+        twilio_token: String,
+        orders: Orders,
+        events: Events,
+        queue: Option<std::sync::Arc<Queue>>,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             twilio_token,
             ledger: MessageLedger::new(LEDGER_CAPACITY),
@@ -104,6 +112,7 @@ impl App {
             calls: Calls::default(),
             events,
             capacity: Capacity::default(),
+            queue,
         })
     }
 
@@ -136,6 +145,9 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     if orders::owns(path) {
         return orders::respond(&app.orders, &parts.method, path, body).await;
+    }
+    if queue::owns(path) {
+        return queue::respond(app.queue.as_deref(), &parts.method, path, body).await;
     }
     if calls::owns(path) {
         return calls::respond(&app.calls, &parts.method, path, body).await;

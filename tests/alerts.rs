@@ -27,6 +27,8 @@ const DESIGN_METRICS: &[&str] = &[
     "plimsoll_race_rounds_total",
     "plimsoll_fault_recovery_seconds",
     "plimsoll_fault_error_ratio",
+    "plimsoll_fault_backlog_peak",
+    "plimsoll_fault_cleared",
     "plimsoll_baseline_value",
     "plimsoll_regression",
     "plimsoll_regression_shift_ratio",
@@ -70,14 +72,16 @@ fn promtool(args: &[&str]) {
 fn rules_pass_promtool_check_and_their_unit_tests() {
     promtool(&["check", "rules", "plimsoll.rules.yml"]);
     promtool(&["test", "rules", "plimsoll.rules.test.yml"]);
+    promtool(&["check", "rules", "plimsoll-faults.rules.yml"]);
+    promtool(&["test", "rules", "plimsoll-faults.rules.test.yml"]);
 }
 
 #[test]
 fn every_alert_has_severity_summary_description_and_a_runbook_section() {
-    let rules = read("alerts/plimsoll.rules.yml");
+    let rules = read("alerts/plimsoll.rules.yml") + &read("alerts/plimsoll-faults.rules.yml");
     let runbook = read("alerts/runbook.md");
     let blocks: Vec<&str> = rules.split("- alert: ").skip(1).collect();
-    assert!(blocks.len() >= 8, "{} alerts", blocks.len());
+    assert!(blocks.len() >= 11, "{} alerts", blocks.len());
     for b in blocks {
         let name = b.lines().next().unwrap().trim();
         for field in ["severity:", "summary:", "description:", "runbook_url:"] {
@@ -99,7 +103,9 @@ fn every_alert_has_severity_summary_description_and_a_runbook_section() {
 fn rules_and_dashboards_use_only_design_metric_names() {
     for file in [
         "alerts/plimsoll.rules.yml",
+        "alerts/plimsoll-faults.rules.yml",
         "dashboards/plimsoll-overview.json",
+        "dashboards/plimsoll-faults.json",
     ] {
         for name in metric_names(&read(file)) {
             assert!(
@@ -112,14 +118,26 @@ fn rules_and_dashboards_use_only_design_metric_names() {
 
 #[test]
 fn the_dashboard_has_a_datasource_variable_and_uses_rate_interval() {
-    let d: serde_json::Value =
-        serde_json::from_str(&read("dashboards/plimsoll-overview.json")).unwrap();
+    for (file, least_panels) in [
+        ("dashboards/plimsoll-overview.json", 8),
+        ("dashboards/plimsoll-faults.json", 4),
+    ] {
+        dashboard_follows_the_habits(file, least_panels);
+    }
+}
+
+fn dashboard_follows_the_habits(file: &str, least_panels: usize) {
+    let d: serde_json::Value = serde_json::from_str(&read(file)).unwrap();
     let vars = d["templating"]["list"].as_array().unwrap();
     assert!(vars
         .iter()
         .any(|v| v["type"] == "datasource" && v["query"] == "prometheus"));
     let panels = d["panels"].as_array().unwrap();
-    assert!(panels.len() >= 8);
+    assert!(
+        panels.len() >= least_panels,
+        "{file}: {} panels",
+        panels.len()
+    );
     for p in panels {
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
         for t in p["targets"].as_array().unwrap() {

@@ -55,6 +55,8 @@ fn shipped_configs_validate() {
         "config/examples/pubsub.toml",
         "config/examples/sql.toml",
         "config/examples/fault-proxy.toml",
+        "config/examples/redis-outage.toml",
+        "config/examples/postgres-restart.toml",
     ] {
         let out = plimsoll()
             .args(["validate", "--config", f])

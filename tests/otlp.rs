@@ -687,3 +687,123 @@ rate = 50
         );
     }
 }
+
+/// A fault probe's run is one trace like any other, with a span for its inject and one for
+/// its clear under the run's span, carrying the fault, the action and its outcome, and
+/// timed within the run (the inject before the clear).
+#[test]
+fn a_fault_run_exports_a_span_per_fault_action() {
+    let store = Store::default();
+    let receiver = grpc_receiver(store.clone());
+    let (target, _) = traceparent_target();
+    let proxy = common::closed_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("plimsoll.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[report]
+dir = ""
+[otlp]
+endpoint = "http://127.0.0.1:{receiver}"
+protocol = "grpc"
+sample_ratio = 0.0
+timeout = "5s"
+[[probe]]
+name = "faulty"
+kind = "fault"
+schedule = {{ every = "1h" }}
+[probe.fault]
+name = "target-down"
+rate = 50
+before = "600ms"
+hold = "500ms"
+after = "600ms"
+window = "100ms"
+recovery_stretch = "200ms"
+[probe.fault.load]
+request = {{ url = "http://127.0.0.1:{proxy}/hello" }}
+timeout = "500ms"
+[[probe.fault.proxy]]
+name = "target"
+listen = "127.0.0.1:{proxy}"
+upstream = "127.0.0.1:{target}"
+[probe.fault.inject]
+listener = "target"
+toxic = [{{ kind = "down" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for(Duration::from_secs(20), |p| {
+        p[0]["runs"].as_u64() >= Some(1)
+    });
+    d.signal("-TERM");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let all = spans(&store);
+    let root = all
+        .iter()
+        .find(|s| s.name == "probe faulty")
+        .unwrap_or_else(|| panic!("no run span in {all:#?}\n{}", d.log_text()));
+    assert_eq!(
+        str_attr(&root.attributes, "plimsoll.kind").as_deref(),
+        Some("fault")
+    );
+    let action = |step: &str| {
+        let name = format!("fault {step} target-down");
+        let s = all
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name} in {all:#?}"));
+        assert_eq!(s.trace_id, root.trace_id, "{name} outside the run's trace");
+        assert_eq!(s.parent_span_id, root.span_id, "{name} not under the run");
+        assert_eq!(
+            str_attr(&s.attributes, "plimsoll.fault").as_deref(),
+            Some("target-down")
+        );
+        assert_eq!(
+            str_attr(&s.attributes, "plimsoll.fault.step").as_deref(),
+            Some(step)
+        );
+        assert!(
+            matches!(
+                attr(&s.attributes, "plimsoll.fault.ok"),
+                Some(any_value::Value::BoolValue(true))
+            ),
+            "{s:?}"
+        );
+        assert!(
+            s.start_time_unix_nano >= root.start_time_unix_nano,
+            "{name} starts before the run"
+        );
+        assert!(
+            s.end_time_unix_nano <= root.end_time_unix_nano,
+            "{name} ends after the run"
+        );
+        s.clone()
+    };
+    let inject = action("inject");
+    let clear = action("clear");
+    assert_eq!(
+        str_attr(&inject.attributes, "plimsoll.fault.action").as_deref(),
+        Some("toxics target: down")
+    );
+    assert_eq!(
+        str_attr(&clear.attributes, "plimsoll.fault.action").as_deref(),
+        Some("toxics target: none")
+    );
+    assert_eq!(
+        str_attr(&clear.attributes, "plimsoll.fault.clear_reason").as_deref(),
+        Some("ended")
+    );
+    // The hold lies between them: 500 ms, give or take the polling.
+    let held = (clear.start_time_unix_nano - inject.start_time_unix_nano) as f64 / 1e9;
+    assert!((0.45..0.8).contains(&held), "inject to clear {held} s");
+}

@@ -46,8 +46,8 @@ use crate::fault::{
 };
 use crate::report::outcome::{detail_of, stats_of};
 use crate::report::{
-    rfc3339, round3, BacklogSample, FaultFigures, FaultStats, FaultWindow, KindBlock, PhaseFigures,
-    ProbeResult, SteadyBand,
+    rfc3339, round3, BacklogSample, FaultActionSpan, FaultFigures, FaultStats, FaultWindow,
+    KindBlock, PhaseFigures, ProbeResult, SteadyBand,
 };
 use crate::verdict::{Grade, Verdict};
 
@@ -223,8 +223,10 @@ fn run_timeline(
         Wait::Reached => {
             let what = describe(&fault);
             tracing::info!(probe = %probe.name, fault = %c.name, "about to inject {what}");
-            let guard = rt.block_on(FaultGuard::inject(&c.name, fault, Some(&ctx.stop)));
+            // The fault is on from the moment its inject starts: a restart command's
+            // outage lies between its start and its return.
             inject_at = Some(Instant::now());
+            let guard = rt.block_on(FaultGuard::inject(&c.name, fault, Some(&ctx.stop)));
             let reason = if !guard.injected() {
                 notes.push("the inject failed: the fault was cleared at once".to_string());
                 ClearReason::Failed
@@ -283,13 +285,14 @@ fn run_timeline(
     };
     let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|e| e.into_inner()));
     let backlog = std::mem::take(&mut *backlog.lock().unwrap_or_else(|e| e.into_inner()));
+    let actions = action_spans(&c.name, started_at, t0, record.as_ref());
     let figures = figures(
         c, started_at, t0, &reads, inject_at, clear_at, record, backlog,
     );
     if stopped {
         notes.push("stopped before the timeline ended".into());
     }
-    grade(
+    let mut result = grade(
         probe,
         c,
         started_at,
@@ -298,7 +301,40 @@ fn run_timeline(
         figures,
         failed,
         notes,
-    )
+    );
+    result.detail.fault_actions = actions;
+    result
+}
+
+/// The inject and the clear of a fault as spans, on the wall clock of the run's start.
+fn action_spans(
+    fault: &str,
+    started_at: SystemTime,
+    t0: Instant,
+    record: Option<&FaultRecord>,
+) -> Vec<FaultActionSpan> {
+    let wall = |i: Instant| started_at + i.saturating_duration_since(t0);
+    let Some(record) = record else {
+        return Vec::new();
+    };
+    let reason = record
+        .clear_reason
+        .and_then(|r| serde_json::to_value(r).ok())
+        .and_then(|v| v.as_str().map(String::from));
+    [("inject", &record.inject), ("clear", &record.clear)]
+        .into_iter()
+        .filter_map(|(step, a)| {
+            a.as_ref().map(|a| FaultActionSpan {
+                fault: fault.to_string(),
+                step,
+                action: a.action.clone(),
+                start: wall(a.started),
+                end: wall(a.ended.max(a.started)),
+                ok: a.ok,
+                clear_reason: (step == "clear").then(|| reason.clone()).flatten(),
+            })
+        })
+        .collect()
 }
 
 /// Stops the run's proxy, if it has one.

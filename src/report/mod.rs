@@ -215,6 +215,24 @@ pub struct RunDetail {
     pub requests: Vec<OutcomeSeries>,
     /// Sampled requests, whose `traceparent` the target received.
     pub client_spans: Vec<crate::engine::ClientSpan>,
+    /// The fault kind's actions (each inject and its clear), one span each.
+    pub fault_actions: Vec<FaultActionSpan>,
+}
+
+/// One fault action as a span: what ran, when, and whether it did what it should.
+#[derive(Debug, Clone)]
+pub struct FaultActionSpan {
+    /// The fault's name (`fault` label).
+    pub fault: String,
+    /// `inject` or `clear`.
+    pub step: &'static str,
+    /// What ran (`toxics redis: down`, `command pg_ctl restart -m fast`).
+    pub action: String,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub ok: bool,
+    /// Why the fault was cleared (`ended`, `stopped`, …); clears only.
+    pub clear_reason: Option<String>,
 }
 
 /// A step as the HTTP client conventions describe it.

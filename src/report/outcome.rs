@@ -44,6 +44,7 @@ pub fn detail_of(o: &LoadOutcome) -> RunDetail {
         steps,
         requests,
         client_spans: o.client_spans.clone(),
+        fault_actions: Vec::new(),
     }
 }
 

@@ -144,11 +144,10 @@ pub struct Telemetry {
     /// OTLP pipelines, when configured.
     otlp: Option<otlp::Otlp>,
     breaking_point: Family<ProbeLabels, GaugeF>,
-    // Families of probe kinds and stores still to come; registered now so that the names
-    // are reserved and documented in one place.
     fault_recovery: Family<FaultLabels, GaugeF>,
     fault_error_ratio: Family<FaultPhaseLabels, GaugeF>,
     fault_backlog_peak: Family<FaultLabels, GaugeF>,
+    fault_cleared: Family<FaultLabels, Gauge>,
     baseline_value: Family<MetricLabels, GaugeF>,
     regression: Family<MetricLabels, Gauge>,
     regression_shift: Family<MetricLabels, GaugeF>,
@@ -188,6 +187,7 @@ impl Telemetry {
             fault_recovery: Family::default(),
             fault_error_ratio: Family::default(),
             fault_backlog_peak: Family::default(),
+            fault_cleared: Family::default(),
             baseline_value: Family::default(),
             regression: Family::default(),
             regression_shift: Family::default(),
@@ -285,6 +285,11 @@ impl Telemetry {
             "fault_backlog_peak",
             "Highest queue backlog sampled during the fault",
             t.fault_backlog_peak.clone(),
+        );
+        r.register(
+            "fault_cleared",
+            "1 when the last run's fault was cleared and its clear succeeded, 0 when not",
+            t.fault_cleared.clone(),
         );
         r.register(
             "baseline_value",
@@ -517,6 +522,14 @@ impl Telemetry {
                     None => {
                         self.fault_backlog_peak.remove(&l);
                     }
+                }
+                // Only a fault that was injected (or tried) needs clearing.
+                if x.inject_s.is_some() {
+                    self.fault_cleared
+                        .get_or_create(&l)
+                        .set(i64::from(x.clear_ok));
+                } else {
+                    self.fault_cleared.remove(&l);
                 }
             }
         }

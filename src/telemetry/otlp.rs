@@ -259,7 +259,7 @@ impl Otlp {
             crate::config::ProbeSpec::Load(l) => &l.phases[..],
             _ => &[][..],
         };
-        let wanted = 1 + phases.len() + d.client_spans.len();
+        let wanted = 1 + phases.len() + d.fault_actions.len() + d.client_spans.len();
         let granted = self.admit(wanted);
         if granted == 0 {
             return;
@@ -344,6 +344,39 @@ impl Otlp {
                 .start_with_context(tracer, &parent);
             span.end_with_timestamp(e);
             at += len;
+            left -= 1;
+        }
+
+        // Fault actions: one span per inject and per clear, before the client spans so a
+        // tight export budget keeps them.
+        for a in d.fault_actions.iter() {
+            if left == 0 {
+                break;
+            }
+            let mut attrs = vec![
+                KeyValue::new("plimsoll.probe", r.probe.clone()),
+                KeyValue::new("plimsoll.fault", a.fault.clone()),
+                KeyValue::new("plimsoll.fault.step", a.step),
+                KeyValue::new("plimsoll.fault.action", a.action.clone()),
+                KeyValue::new("plimsoll.fault.ok", a.ok),
+            ];
+            if let Some(reason) = &a.clear_reason {
+                attrs.push(KeyValue::new("plimsoll.fault.clear_reason", reason.clone()));
+            }
+            preset(
+                None,
+                SpanId::from_bytes(random_id::<8>(&mut fastrand::Rng::new())),
+            );
+            let mut span = tracer
+                .span_builder(format!("fault {} {}", a.step, a.fault))
+                .with_kind(SpanKind::Internal)
+                .with_start_time(a.start)
+                .with_attributes(attrs)
+                .start_with_context(tracer, &parent);
+            if !a.ok {
+                span.set_status(Status::error(format!("{} did not succeed", a.action)));
+            }
+            span.end_with_timestamp(a.end);
             left -= 1;
         }
 

@@ -122,6 +122,35 @@ impl Postgres {
         pg
     }
 
+    /// The argv of `pg_ctl -D DATA ARGS…` on this cluster, run as the server's user (through
+    /// `runuser` when the test runs as root), for a fault action that restarts or stops it.
+    pub fn pg_ctl_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = Vec::new();
+        if self.user.is_some() {
+            argv.extend(["runuser", "-u", "postgres", "--"].map(String::from));
+        }
+        argv.push(self.bin.join("pg_ctl").display().to_string());
+        argv.push("-D".into());
+        argv.push(self.data.display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    /// The server's options as this helper starts it, for `pg_ctl start -o …` after a stop
+    /// (`restart` reuses them by itself).
+    pub fn server_options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self._dir.path().display()
+        )
+    }
+
+    /// A file the server's user may write (the log of a server `pg_ctl` starts).
+    pub fn log_path(&self) -> PathBuf {
+        self._dir.path().join("pg_ctl.log")
+    }
+
     fn wait_ready(&mut self) {
         let t0 = Instant::now();
         loop {

@@ -109,6 +109,11 @@ impl Redis {
         Some(line.trim_end().to_string())
     }
 
+    /// The server's process id (a test that crashes it sends it SIGKILL).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Keys in the database (`DBSIZE`).
     pub fn dbsize(&self) -> u64 {
         let answer = self.command(&["DBSIZE"]).expect("DBSIZE answers");
