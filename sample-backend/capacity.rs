@@ -7,6 +7,8 @@
 //! - `GET /capacity?workers=W&ms=M`: W workers, each busy M ms per request (a semaphore of W):
 //!   capacity W × 1000 / M requests per second, limited by concurrency rather than rate.
 //! - `GET /capacity?ms=M`: M ms of work with no limit (a plain delay that is counted).
+//! - `work_us=U` on any of them: U microseconds of CPU spent on the request before it is
+//!   served (a service whose CPU use grows with the rate, for the per-step resource figures).
 //! - `fail_after=N` on any of them: once the route has answered N requests, it answers 503
 //!   (a target that starts failing mid-run).
 //! - `GET /capacity/stats`: requests received, the most in flight at once, and the most
@@ -41,6 +43,8 @@ const MAX_KEYS: usize = 64;
 const MAX_RPS: u64 = 1_000_000;
 const MAX_WORKERS: u64 = 100_000;
 const MAX_MS: u64 = 60_000;
+/// Most CPU a request may ask to burn: it holds a runtime worker while it does.
+const MAX_WORK_US: u64 = 100_000;
 
 /// State of the capacity routes, owned by the app for the server's lifetime.
 #[derive(Debug)]
@@ -153,6 +157,9 @@ pub async fn respond(
             .get_or_insert(arrived);
         return reply::error(StatusCode::SERVICE_UNAVAILABLE, "failing on purpose");
     }
+    if let Some(us) = params.work_us {
+        burn_cpu(Duration::from_micros(us));
+    }
     match (params.rps, params.workers) {
         (Some(_), Some(_)) => reply::error(
             StatusCode::BAD_REQUEST,
@@ -209,6 +216,19 @@ struct Params {
     workers: Option<u64>,
     ms: Option<u64>,
     fail_after: Option<u64>,
+    work_us: Option<u64>,
+}
+
+/// Keeps this thread busy for `d` of wall-clock time (CPU time when the thread is not
+/// preempted, which is what the per-step CPU figures are meant to see).
+fn burn_cpu(d: Duration) {
+    let began = Instant::now();
+    let mut x = 1u64;
+    while began.elapsed() < d {
+        for _ in 0..64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
 }
 
 impl Params {
@@ -223,6 +243,7 @@ impl Params {
                 "workers" => (&mut p.workers, MAX_WORKERS),
                 "ms" => (&mut p.ms, MAX_MS),
                 "fail_after" => (&mut p.fail_after, u64::MAX),
+                "work_us" => (&mut p.work_us, MAX_WORK_US),
                 _ => continue,
             };
             let n: u64 = v

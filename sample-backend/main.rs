@@ -14,6 +14,7 @@ mod capacity;
 mod catalog;
 mod events;
 mod orders;
+mod process;
 mod reply;
 mod reports;
 mod routes;

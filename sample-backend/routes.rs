@@ -18,6 +18,7 @@ use crate::capacity::{self, Capacity};
 use crate::catalog::Catalog;
 use crate::events::{self, Events};
 use crate::orders::{self, Orders};
+use crate::process;
 use crate::reply::{self, ReplyBody};
 use crate::reports;
 use crate::timing::{PreciseTimer, StallSchedule};
@@ -149,6 +150,13 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     if path == "/flaky" {
         return flaky(app, &parts.method, query);
+    }
+    if path == process::PATH {
+        return if read {
+            process::respond()
+        } else {
+            reply::method_not_allowed("GET, HEAD")
+        };
     }
     let known = matches!(
         path,
