@@ -141,6 +141,49 @@ request = {{ url = "{}/capacity?fail_after=300" }}
 }
 
 #[test]
+fn a_target_that_becomes_slow_stops_the_probe_on_p99_within_a_second() {
+    let b = Backend::start();
+    let text = format!(
+        r#"
+[guardrails.abort]
+p99_ms = 100
+window = "2s"
+[[probe]]
+name = "sluggish"
+kind = "load"
+[probe.load]
+phases = [{{ duration = "20s", rate = 200 }}]
+request = {{ url = "{}/capacity?slow_after=300&slow_ms=250" }}
+"#,
+        b.url
+    );
+    let started = Instant::now();
+    let r = run_toml(&text);
+    let returned = Instant::now();
+    let s = stats(&b);
+    let since_ms = s["slow_since_ms"].as_f64().expect("the target became slow");
+    let abort_ms = since_ms - returned.elapsed().as_secs_f64() * 1000.0;
+    let sent = s["requests"].as_u64().unwrap();
+    eprintln!(
+        "target slow since {abort_ms:.0} ms before the probe returned (run {:.2} s, {sent} \
+         requests at the target): {:?}",
+        (returned - started).as_secs_f64(),
+        r.aborted
+    );
+    let a = r.aborted.as_ref().expect("aborted");
+    assert_eq!(a.reason, "p99", "{a:?}");
+    assert!(a.detail.contains("p99"), "{a:?}");
+    assert!(
+        abort_ms < 1000.0,
+        "stopped {abort_ms:.0} ms after the target became slow"
+    );
+    // 300 fast requests, then at most a second of 200 req/s before the stop.
+    assert!(sent <= 300 + 200 + 20, "{sent} requests reached the target");
+    assert_eq!(r.grade, Grade::Critical);
+    assert!((returned - started) < Duration::from_secs(5));
+}
+
+#[test]
 fn a_host_not_on_the_allowlist_is_not_sent_to() {
     let b = Backend::start();
     let r = run_toml(&format!(

@@ -20,7 +20,7 @@ use super::{OnStart, RunContext};
 use crate::config::{
     parse_cron, CapacityConfig, Config, GuardrailsConfig, LoadConfig, ProbeConfig, ProbeSpec,
 };
-use crate::engine::Progress;
+use crate::engine::{live_bucket_bound_micros, Progress, LIVE_LATENCY_BUCKETS};
 use crate::report::{round3, Abort, ProbeResult};
 use crate::verdict::Grade;
 
@@ -487,13 +487,79 @@ struct Watch {
     health: Option<Health>,
 }
 
+/// Cumulative counts over every engine run of one probe run: a capacity search starts a
+/// fresh engine (and fresh live counters) per step, and the window must span them.
+#[derive(Clone)]
+struct Tally {
+    requests: u64,
+    errors: u64,
+    /// Successful requests per live latency bucket.
+    latency: [u64; LIVE_LATENCY_BUCKETS],
+}
+
+impl Tally {
+    fn zero() -> Tally {
+        Tally {
+            requests: 0,
+            errors: 0,
+            latency: [0; LIVE_LATENCY_BUCKETS],
+        }
+    }
+
+    fn read(p: &Progress) -> Tally {
+        let (requests, errors) = p.totals();
+        Tally {
+            requests,
+            errors,
+            latency: p.latency_buckets(),
+        }
+    }
+
+    /// Adds what happened between `before` and `now` (two reads of one engine run).
+    fn add_difference(&mut self, now: &Tally, before: &Tally) {
+        self.requests += now.requests.saturating_sub(before.requests);
+        self.errors += now.errors.saturating_sub(before.errors);
+        for (t, (n, b)) in self
+            .latency
+            .iter_mut()
+            .zip(now.latency.iter().zip(&before.latency))
+        {
+            *t += n.saturating_sub(*b);
+        }
+    }
+}
+
+/// The p99 of the successful requests between two tallies, in ms (the upper bound of the
+/// live bucket it falls in); `None` when none succeeded.
+fn window_p99_ms(now: &Tally, before: &Tally) -> Option<f64> {
+    let counts: Vec<u64> = now
+        .latency
+        .iter()
+        .zip(&before.latency)
+        .map(|(n, b)| n.saturating_sub(*b))
+        .collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (total as f64 * 0.99).ceil() as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(live_bucket_bound_micros(i) / 1000.0);
+        }
+    }
+    None
+}
+
 impl Watch {
     fn run(self) {
         let began = Instant::now();
-        // Cumulative (requests, errors) over every engine run of this probe run, sampled.
-        let mut window: VecDeque<(Instant, u64, u64)> = VecDeque::new();
-        let mut seen: Option<(*const Progress, u64, u64)> = None;
-        let (mut total_req, mut total_err) = (0u64, 0u64);
+        // Cumulative tallies over every engine run of this probe run, sampled each tick.
+        let mut window: VecDeque<(Instant, Tally)> = VecDeque::new();
+        let mut seen: Option<(*const Progress, Tally)> = None;
+        let mut total = Tally::zero();
         while !self.done.load(Ordering::Relaxed) {
             std::thread::sleep(TICK);
             if self.outer_stop.load(Ordering::Relaxed) {
@@ -525,41 +591,55 @@ impl Watch {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if let Some(p) = current {
-                let (r, e) = p.totals();
+                let now = Tally::read(&p);
                 let ptr = Arc::as_ptr(&p);
-                let (base_r, base_e) = match seen {
-                    Some((q, sr, se)) if q == ptr => (sr, se),
-                    _ => (0, 0),
-                };
-                total_req += r.saturating_sub(base_r);
-                total_err += e.saturating_sub(base_e);
-                seen = Some((ptr, r, e));
+                match &seen {
+                    Some((q, before)) if *q == ptr => total.add_difference(&now, before),
+                    _ => total.add_difference(&now, &Tally::zero()),
+                }
+                seen = Some((ptr, now));
             }
             let now = Instant::now();
-            window.push_back((now, total_req, total_err));
+            window.push_back((now, total.clone()));
             let span = self.cfg.window.as_duration();
             while window
                 .front()
-                .is_some_and(|(t, _, _)| now.duration_since(*t) > span)
+                .is_some_and(|(t, _)| now.duration_since(*t) > span)
             {
                 window.pop_front();
             }
-            if let (Some(limit), Some((_, r0, e0))) = (self.cfg.error_rate, window.front()) {
-                let (dr, de) = (total_req - r0, total_err - e0);
-                if dr >= self.cfg.min_requests && dr > 0 {
-                    let rate = de as f64 / dr as f64;
-                    if rate > limit {
-                        self.abort(
-                            began,
-                            "error_rate",
-                            format!(
-                                "error rate {:.1} % over the last {} exceeds the abort limit {:.1} %",
-                                rate * 100.0,
-                                self.cfg.window,
-                                limit * 100.0
-                            ),
-                        );
-                    }
+            let Some((_, first)) = window.front() else {
+                continue;
+            };
+            let requests = total.requests - first.requests;
+            if requests < self.cfg.min_requests || requests == 0 {
+                continue;
+            }
+            if let Some(limit) = self.cfg.error_rate {
+                let rate = (total.errors - first.errors) as f64 / requests as f64;
+                if rate > limit {
+                    self.abort(
+                        began,
+                        "error_rate",
+                        format!(
+                            "error rate {:.1} % over the last {} exceeds the abort limit {:.1} %",
+                            rate * 100.0,
+                            self.cfg.window,
+                            limit * 100.0
+                        ),
+                    );
+                }
+            }
+            if let Some(limit) = self.cfg.p99_ms {
+                if let Some(p99) = window_p99_ms(&total, first).filter(|p| *p > limit) {
+                    self.abort(
+                        began,
+                        "p99",
+                        format!(
+                            "p99 {p99:.1} ms over the last {} exceeds the abort limit {limit} ms",
+                            self.cfg.window
+                        ),
+                    );
                 }
             }
         }
@@ -614,7 +694,7 @@ impl Health {
     }
 }
 
-/// One plain HTTP/1.1 GET; `Ok` on a 2xx answer within `timeout`.
+/// The health check's GET: `Ok` on a 2xx answer within `timeout`.
 fn http_get_status(url: &str, timeout: Duration) -> Result<(), String> {
     let (status, _) = http_get(url, timeout, 0)?;
     if (200..300).contains(&status) {
@@ -807,6 +887,21 @@ mod tests {
         );
         assert_eq!(host_of("http://[::1]:80/"), Some("::1".into()));
         assert_eq!(host_of("/relative"), None);
+    }
+
+    #[test]
+    fn the_window_p99_is_taken_between_two_tallies() {
+        let mut before = Tally::zero();
+        before.latency[crate::engine::live_bucket(400_000)] = 50;
+        let mut now = before.clone();
+        now.latency[crate::engine::live_bucket(2_000)] += 99;
+        now.latency[crate::engine::live_bucket(300_000)] += 1;
+        let p99 = window_p99_ms(&now, &before).unwrap();
+        assert!((2.0..2.6).contains(&p99), "{p99}");
+        now.latency[crate::engine::live_bucket(300_000)] += 5;
+        let p99 = window_p99_ms(&now, &before).unwrap();
+        assert!((300.0..376.0).contains(&p99), "{p99}");
+        assert_eq!(window_p99_ms(&before, &before), None);
     }
 
     #[test]
