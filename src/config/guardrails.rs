@@ -26,6 +26,11 @@ pub struct GuardrailsConfig {
     /// time, so this is also the cap per target unless probes set `share_target`.
     #[serde(default)]
     pub max_rate: Option<f64>,
+    /// Most requests per second all the load probes running at once may offer together,
+    /// whatever their targets: a run is granted what the runs before it left (and held to
+    /// it, noted in its result), and does not start when less than 1 req/s is left.
+    #[serde(default)]
+    pub max_total_rate: Option<f64>,
     /// Most requests in flight (open model) or users (closed model) of one probe run.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
@@ -108,6 +113,11 @@ impl GuardrailsConfig {
         if let Some(r) = self.max_rate {
             if !(r > 0.0 && r.is_finite()) {
                 problems.push(format!("{at}.max_rate"), "must be greater than 0");
+            }
+        }
+        if let Some(r) = self.max_total_rate {
+            if !(r >= 1.0 && r.is_finite()) {
+                problems.push(format!("{at}.max_total_rate"), "must be at least 1");
             }
         }
         if self.max_concurrency == Some(0) {

@@ -36,6 +36,9 @@ pub struct Guard {
     /// reload still sees the kill switch.
     paused: Arc<AtomicBool>,
     blackout: Vec<cron::Schedule>,
+    /// Requests per second granted to the runs going on now, out of
+    /// `guardrails.max_total_rate`; shared with the guards that replace this one on reload.
+    granted: Arc<Mutex<f64>>,
 }
 
 /// Why runs may not start or must stop now.
@@ -52,6 +55,7 @@ impl Guard {
         Guard {
             cfg: cfg.clone(),
             paused: Arc::new(AtomicBool::new(false)),
+            granted: Arc::new(Mutex::new(0.0)),
             // Validation has refused a bad expression; one that slips by is ignored.
             blackout: cfg
                 .blackout
@@ -65,6 +69,7 @@ impl Guard {
     pub fn reconfigured(&self, cfg: &GuardrailsConfig) -> Guard {
         Guard {
             paused: self.paused.clone(),
+            granted: self.granted.clone(),
             ..Guard::new(cfg)
         }
     }
@@ -126,6 +131,65 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Takes a share of `guardrails.max_total_rate` for one run: what it asks (its peak rate
+    /// after the caps; all that is left when its rate depends on the target, as a closed
+    /// model's does) or what the runs going on left, holding the run to it. Race probes fire
+    /// their claimants at once and are bounded by `max_concurrency` instead.
+    fn grant(
+        &self,
+        config: &Config,
+        capped: &mut ProbeConfig,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<RateGrant>, String> {
+        let Some(total) = self.cfg.max_total_rate else {
+            return Ok(None);
+        };
+        if matches!(capped.spec, ProbeSpec::Race(_)) {
+            return Ok(None);
+        }
+        let asked = plan(config, capped).peak_rps;
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let left = (total - *granted).max(0.0);
+        let grant = asked.map_or(left, |a| a.min(left));
+        if grant < 1.0 {
+            return Err(format!(
+                "the overall rate budget (guardrails.max_total_rate = {total} req/s) is taken \
+                 by the probes running now"
+            ));
+        }
+        if asked.is_none_or(|a| a > grant) {
+            let held = GuardrailsConfig {
+                max_rate: Some(round3(grant)),
+                ..Default::default()
+            };
+            notes.extend(
+                cap_spec_as(&held, &mut capped.spec, "guardrails.max_total_rate")
+                    .into_iter()
+                    .map(|n| format!("{n} (what the running probes left of {total} req/s)")),
+            );
+        }
+        *granted += grant;
+        Ok(Some(RateGrant {
+            granted: self.granted.clone(),
+            rate: grant,
+        }))
+    }
+}
+
+/// A run's share of the overall rate budget, given back when the run ends.
+struct RateGrant {
+    granted: Arc<Mutex<f64>>,
+    rate: f64,
+}
+
+impl Drop for RateGrant {
+    fn drop(&mut self) {
+        let mut g = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (*g - self.rate).max(0.0);
+    }
+}
+
 /// Runs a probe inside the guardrails. `run` is the kind's run, given the capped probe.
 pub fn guarded_run(
     config: &Config,
@@ -157,7 +221,11 @@ pub fn guarded_run(
         return refuse(why);
     }
     let mut capped = probe.clone();
-    let notes = cap_spec(&guard.cfg, &mut capped.spec);
+    let mut notes = cap_spec(&guard.cfg, &mut capped.spec);
+    let _grant = match guard.grant(config, &mut capped, &mut notes) {
+        Ok(g) => g,
+        Err(why) => return refuse(why),
+    };
     let monitor = Monitor::start(guard, ctx);
     let mut r = run(&capped, &monitor.ctx);
     let aborted = monitor.finish();
@@ -255,10 +323,38 @@ pub fn disallowed_host(config: &Config, probe: &ProbeConfig, allow: &[String]) -
 
 /// Holds a kind's table to the caps; returns what was changed, in words.
 pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
+    cap_spec_as(g, spec, "guardrails.max_rate")
+}
+
+/// [`cap_spec`], naming the rate cap `rate_field` in the notes (the per-run cap or the share
+/// of the overall budget a run was granted).
+fn cap_spec_as(g: &GuardrailsConfig, spec: &mut ProbeSpec, rate_field: &str) -> Vec<String> {
+    let mut notes = cap_spec_inner(g, spec);
+    for n in &mut notes {
+        *n = n.replace("guardrails.max_rate", rate_field);
+    }
+    notes
+}
+
+fn cap_spec_inner(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
     let mut notes = Vec::new();
     match spec {
         ProbeSpec::Load(l) => cap_load(g, l, &mut notes),
         ProbeSpec::Capacity(c) => cap_capacity(g, c, &mut notes),
+        ProbeSpec::Benchmark(b) => {
+            if let Some(m) = g.max_rate {
+                // One request at a time: a pause of 1 / m after each keeps it under m.
+                let pace =
+                    crate::config::HumanDuration(Duration::from_micros((1e6 / m).ceil() as u64));
+                if b.pace.is_none_or(|p| p < pace) {
+                    b.pace = Some(pace);
+                    notes.push(format!(
+                        "held to guardrails.max_rate: at most {m} requests/s (a pause of {pace} \
+                         after each request)"
+                    ));
+                }
+            }
+        }
         ProbeSpec::Race(r) => {
             if let Some(m) = g.max_concurrency {
                 let n = r.claimant_count();
@@ -295,7 +391,7 @@ pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
                 }
             }
         }
-        ProbeSpec::Benchmark(_) | ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
+        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
     }
     notes
 }
@@ -860,6 +956,7 @@ pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
         }
         ProbeSpec::Benchmark(b) => {
             out.requests = Some(b.operations.iter().map(|o| o.samples).sum());
+            out.peak_rps = b.pace.map(|p| round3(1.0 / p.as_duration().as_secs_f64()));
         }
         ProbeSpec::Race(r) => {
             out.requests = Some(u64::from(r.claimant_count()) * u64::from(r.round_count()));
