@@ -7,8 +7,12 @@
 //! - `GET /capacity?workers=W&ms=M`: W workers, each busy M ms per request (a semaphore of W):
 //!   capacity W × 1000 / M requests per second, limited by concurrency rather than rate.
 //! - `GET /capacity?ms=M`: M ms of work with no limit (a plain delay that is counted).
+//! - `work_us=U` on any of them: U microseconds of CPU spent on the request before it is
+//!   served (a service whose CPU use grows with the rate, for the per-step resource figures).
 //! - `fail_after=N` on any of them: once the route has answered N requests, it answers 503
 //!   (a target that starts failing mid-run).
+//! - `slow_after=N&slow_ms=M` on any of them: once the route has answered N requests, each
+//!   answer takes M ms more (a target that becomes slow mid-run; M defaults to 500).
 //! - `GET /capacity/stats`: requests received, the most in flight at once, and the most
 //!   received within one wall-clock second.
 //!
@@ -41,6 +45,8 @@ const MAX_KEYS: usize = 64;
 const MAX_RPS: u64 = 1_000_000;
 const MAX_WORKERS: u64 = 100_000;
 const MAX_MS: u64 = 60_000;
+/// Most CPU a request may ask to burn: it holds a runtime worker while it does.
+const MAX_WORK_US: u64 = 100_000;
 
 /// State of the capacity routes, owned by the app for the server's lifetime.
 #[derive(Debug)]
@@ -57,6 +63,8 @@ pub struct Capacity {
     peak_per_second: AtomicU64,
     /// When `fail_after` first turned an answer into a 503.
     failing_since: Mutex<Option<Instant>>,
+    /// When `slow_after` first slowed an answer down.
+    slow_since: Mutex<Option<Instant>>,
     started: Instant,
 }
 
@@ -71,6 +79,7 @@ impl Default for Capacity {
             second: Mutex::new((0, 0)),
             peak_per_second: AtomicU64::new(0),
             failing_since: Mutex::new(None),
+            slow_since: Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -89,6 +98,8 @@ struct CapacityStats {
     peak_per_second: u64,
     /// Milliseconds since `fail_after` first answered 503 (absent while it has not).
     failing_since_ms: Option<f64>,
+    /// Milliseconds since `slow_after` first slowed an answer (absent while it has not).
+    slow_since_ms: Option<f64>,
 }
 
 /// Decrements the in-flight count when the request ends, however it ends (the client may
@@ -125,6 +136,11 @@ pub async fn respond(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .map(|t| t.elapsed().as_secs_f64() * 1000.0),
+                slow_since_ms: c
+                    .slow_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .map(|t| t.elapsed().as_secs_f64() * 1000.0),
             },
         );
     }
@@ -153,6 +169,22 @@ pub async fn respond(
             .get_or_insert(arrived);
         return reply::error(StatusCode::SERVICE_UNAVAILABLE, "failing on purpose");
     }
+    if let Some(us) = params.work_us {
+        burn_cpu(Duration::from_micros(us));
+    }
+    // Slowness is added before the service: the slot or worker is taken after the wait,
+    // so a slowed queue does not also shift every later slot.
+    let arrived = if params.slow_after.is_some_and(|s| n > s) {
+        c.slow_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(arrived);
+        let until = arrived + Duration::from_millis(params.slow_ms.unwrap_or(500));
+        timer.sleep_until(until).await;
+        until
+    } else {
+        arrived
+    };
     match (params.rps, params.workers) {
         (Some(_), Some(_)) => reply::error(
             StatusCode::BAD_REQUEST,
@@ -209,6 +241,21 @@ struct Params {
     workers: Option<u64>,
     ms: Option<u64>,
     fail_after: Option<u64>,
+    work_us: Option<u64>,
+    slow_after: Option<u64>,
+    slow_ms: Option<u64>,
+}
+
+/// Keeps this thread busy for `d` of wall-clock time (CPU time when the thread is not
+/// preempted, which is what the per-step CPU figures are meant to see).
+fn burn_cpu(d: Duration) {
+    let began = Instant::now();
+    let mut x = 1u64;
+    while began.elapsed() < d {
+        for _ in 0..64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
 }
 
 impl Params {
@@ -223,6 +270,9 @@ impl Params {
                 "workers" => (&mut p.workers, MAX_WORKERS),
                 "ms" => (&mut p.ms, MAX_MS),
                 "fail_after" => (&mut p.fail_after, u64::MAX),
+                "work_us" => (&mut p.work_us, MAX_WORK_US),
+                "slow_after" => (&mut p.slow_after, u64::MAX),
+                "slow_ms" => (&mut p.slow_ms, MAX_MS),
                 _ => continue,
             };
             let n: u64 = v

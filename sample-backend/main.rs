@@ -17,6 +17,7 @@ mod capacity;
 mod catalog;
 mod events;
 mod orders;
+mod process;
 mod queue;
 mod reply;
 mod reports;

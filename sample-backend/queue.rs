@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
@@ -486,9 +485,14 @@ fn queued(store: &str) -> Response<ReplyBody> {
     )
 }
 
-/// The queue's routes (`/metrics` included).
+/// The queue's routes (its series on `/metrics` come from [`metrics_text`]).
 pub fn owns(path: &str) -> bool {
-    path.starts_with("/queue/") || path == "/metrics"
+    path.starts_with("/queue/")
+}
+
+/// The queue's series for the backend's `/metrics`.
+pub fn metrics_text(queue: &Queue) -> String {
+    exposition(&queue.stats())
 }
 
 /// Answers one request on the queue's routes; without a queue, says how to get one.
@@ -526,12 +530,7 @@ pub async fn respond(
         ("/queue/stats", &Method::GET | &Method::HEAD) => {
             reply::json(StatusCode::OK, &queue.stats())
         }
-        ("/metrics", &Method::GET | &Method::HEAD) => reply::with_type(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            ReplyBody::whole(Bytes::from(exposition(&queue.stats()))),
-        ),
-        ("/queue/stats" | "/metrics", _) => reply::method_not_allowed("GET, HEAD"),
+        ("/queue/stats", _) => reply::method_not_allowed("GET, HEAD"),
         _ => reply::not_found(),
     }
 }

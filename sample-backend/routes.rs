@@ -18,6 +18,7 @@ use crate::capacity::{self, Capacity};
 use crate::catalog::Catalog;
 use crate::events::{self, Events};
 use crate::orders::{self, Orders};
+use crate::process;
 use crate::queue::{self, Queue};
 use crate::reply::{self, ReplyBody};
 use crate::reports;
@@ -61,7 +62,7 @@ pub struct App {
     events: Events,
     /// Services of known capacity behind `/capacity`, and their counters.
     capacity: Capacity,
-    /// The Redis-backed job queue behind `/queue/…` and `/metrics`, when configured.
+    /// The Redis-backed job queue behind `/queue/…` (and its series on `/metrics`), when configured.
     queue: Option<std::sync::Arc<Queue>>,
 }
 
@@ -161,6 +162,14 @@ pub async fn respond(app: &App, request: Request<Incoming>) -> Response<ReplyBod
     }
     if path == "/flaky" {
         return flaky(app, &parts.method, query);
+    }
+    if path == process::PATH {
+        return if read {
+            let queue = app.queue.as_deref().map(queue::metrics_text);
+            process::respond(queue.as_deref().unwrap_or(""))
+        } else {
+            reply::method_not_allowed("GET, HEAD")
+        };
     }
     let known = matches!(
         path,

@@ -476,6 +476,8 @@ warm_up = "100ms"
 hold = "300ms"
 rest = "0s"
 resolution_rps = 300
+[probe.capacity.resources]
+metrics_url = "{url}/metrics"
 "#
         ),
     );
@@ -636,6 +638,9 @@ fn every_kind_result_matches_the_schema() {
     })));
     assert!(has(&|r| !r.notes.is_empty() && r.stats.is_none()));
     assert!(has(&|r| r.capacity().is_some_and(|c| !c.steps.is_empty())));
+    assert!(has(&|r| r.capacity().is_some_and(|c| c.steps.iter().any(
+        |s| s.resources.as_ref().is_some_and(|x| x.cpu_cores.is_some())
+    ))));
     assert!(has(&|r| r.refused.is_some()));
     assert!(has(&|r| r.aborted.is_some()));
     assert!(has(&|r| r.thresholds.iter().any(|t| t.decides)));
@@ -686,6 +691,10 @@ fn every_kind_result_matches_the_schema() {
         (
             "capacity step's achieved_rps renamed".into(),
             rename(&capacity, "/capacity/steps/0/achieved_rps", "achieved"),
+        ),
+        (
+            "capacity step's cpu_cores renamed".into(),
+            rename(&capacity, "/capacity/steps/0/resources/cpu_cores", "cpu"),
         ),
         (
             "grade_reason renamed".into(),

@@ -141,6 +141,49 @@ request = {{ url = "{}/capacity?fail_after=300" }}
 }
 
 #[test]
+fn a_target_that_becomes_slow_stops_the_probe_on_p99_within_a_second() {
+    let b = Backend::start();
+    let text = format!(
+        r#"
+[guardrails.abort]
+p99_ms = 100
+window = "2s"
+[[probe]]
+name = "sluggish"
+kind = "load"
+[probe.load]
+phases = [{{ duration = "20s", rate = 200 }}]
+request = {{ url = "{}/capacity?slow_after=300&slow_ms=250" }}
+"#,
+        b.url
+    );
+    let started = Instant::now();
+    let r = run_toml(&text);
+    let returned = Instant::now();
+    let s = stats(&b);
+    let since_ms = s["slow_since_ms"].as_f64().expect("the target became slow");
+    let abort_ms = since_ms - returned.elapsed().as_secs_f64() * 1000.0;
+    let sent = s["requests"].as_u64().unwrap();
+    eprintln!(
+        "target slow since {abort_ms:.0} ms before the probe returned (run {:.2} s, {sent} \
+         requests at the target): {:?}",
+        (returned - started).as_secs_f64(),
+        r.aborted
+    );
+    let a = r.aborted.as_ref().expect("aborted");
+    assert_eq!(a.reason, "p99", "{a:?}");
+    assert!(a.detail.contains("p99"), "{a:?}");
+    assert!(
+        abort_ms < 1000.0,
+        "stopped {abort_ms:.0} ms after the target became slow"
+    );
+    // 300 fast requests, then at most a second of 200 req/s before the stop.
+    assert!(sent <= 300 + 200 + 20, "{sent} requests reached the target");
+    assert_eq!(r.grade, Grade::Critical);
+    assert!((returned - started) < Duration::from_secs(5));
+}
+
+#[test]
 fn a_host_not_on_the_allowlist_is_not_sent_to() {
     let b = Backend::start();
     let r = run_toml(&format!(
@@ -408,4 +451,99 @@ request = {{ url = "{url}/capacity" }}
         "{metrics}"
     );
     assert_eq!(stats(&b)["requests"], 0);
+}
+
+#[test]
+fn a_benchmark_is_held_to_the_rate_cap_at_the_target() {
+    let b = Backend::start();
+    let started = Instant::now();
+    let r = run_toml(&format!(
+        r#"
+[guardrails]
+max_rate = 50
+[[probe]]
+name = "bench"
+kind = "benchmark"
+[probe.benchmark]
+operations = [{{ name = "read", samples = 100, request = {{ url = "{}/capacity" }} }}]
+"#,
+        b.url
+    ));
+    let took = started.elapsed();
+    let s = stats(&b);
+    let peak = s["peak_per_second"].as_u64().unwrap();
+    eprintln!("benchmark of 100 samples, cap 50 req/s: {took:?}, at most {peak} in one second");
+    assert_eq!(s["requests"], 100, "{s}");
+    assert!(peak <= 52, "{peak} in one second: {s}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("held to guardrails.max_rate")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn the_overall_rate_budget_holds_probes_on_every_target_together() {
+    let b = Backend::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let probe = |name: &str| {
+        format!(
+            r#"
+[[target]]
+name = "{name}"
+url = "{url}"
+[[probe]]
+name = "{name}"
+kind = "load"
+target = "{name}"
+share_target = true
+schedule = {{ every = "1s" }}
+[probe.load]
+phases = [{{ duration = "3s", rate = 150 }}]
+request = {{ url = "/capacity" }}
+"#,
+            url = b.url
+        )
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "[guardrails]\nmax_total_rate = 200\n{}{}",
+            probe("north"),
+            probe("south")
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&cfg, &[]);
+    // Both probes ask 150 req/s; together they may offer 200. Let them run for a while.
+    let t0 = Instant::now();
+    let probes = loop {
+        let p = d.probes();
+        if p.iter().all(|p| !p["last"].is_null()) {
+            break p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no runs: {p:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let s = stats(&b);
+    let peak = s["peak_per_second"].as_u64().unwrap();
+    eprintln!("two probes asking 150 req/s each, overall budget 200: at most {peak} in one second at the target");
+    assert!(peak <= 210, "{peak} requests in one second: {s}");
+    // The budget was shared rather than one probe waiting: more than one probe's worth.
+    assert!(peak > 160, "{peak}: the probes did not run together: {s}");
+    let notes: Vec<String> = probes
+        .iter()
+        .flat_map(|p| p["last"]["notes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("guardrails.max_total_rate")),
+        "{notes:?}"
+    );
 }

@@ -25,6 +25,10 @@ pub struct BenchmarkConfig {
     /// Named value generators usable as `{{name}}` in the operations' requests.
     #[serde(default)]
     pub vars: BTreeMap<String, GeneratorConfig>,
+    /// Least time from one request's end to the next one's start; not read from the file:
+    /// the guardrails set it to hold the benchmark to `guardrails.max_rate`.
+    #[serde(skip)]
+    pub pace: Option<HumanDuration>,
 }
 
 /// One named operation.

@@ -6,10 +6,12 @@
 //! rate; after the first failure the rate is bisected to `resolution_rps`. Like the rest of
 //! `config`, this module only reads and checks; it starts nothing.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use super::request::RequestConfig;
-use super::{HumanDuration, Problems};
+use super::{parse_base_url, HumanDuration, Problems};
 
 /// The `[probe.capacity]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +61,35 @@ pub struct CapacityConfig {
     /// Worker threads of the load engine; 0 means one per core.
     #[serde(default = "default_workers")]
     pub workers: u32,
+    /// Where to read the target's own CPU and memory at the start and end of each step's
+    /// measured window (absent: not read).
+    #[serde(default)]
+    pub resources: Option<ResourcesConfig>,
+}
+
+/// The `[probe.capacity.resources]` table: the target's own resource use, per step. Exactly
+/// one source: the target's Prometheus endpoint, a local process id, or a pid file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// An `http://` URL of the target's Prometheus text exposition (its `/metrics`).
+    #[serde(default)]
+    pub metrics_url: Option<String>,
+    /// A process on this machine, read from `/proc/PID/stat` and `/proc/PID/status`.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// A file holding the process id (read at every sample, so a restart is noticed).
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+    /// The counter of CPU seconds in the exposition (all its series are added up).
+    #[serde(default = "default_cpu_series")]
+    pub cpu_series: String,
+    /// The gauge of resident memory in bytes in the exposition (all its series added up).
+    #[serde(default = "default_memory_series")]
+    pub memory_series: String,
+    /// How long one read of the endpoint may take.
+    #[serde(default = "default_resources_timeout")]
+    pub timeout: HumanDuration,
 }
 
 /// A ramp of offered rates.
@@ -111,6 +142,78 @@ fn default_max_in_flight() -> u32 {
 }
 fn default_workers() -> u32 {
     0
+}
+fn default_cpu_series() -> String {
+    "process_cpu_seconds_total".into()
+}
+fn default_memory_series() -> String {
+    "process_resident_memory_bytes".into()
+}
+fn default_resources_timeout() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+
+/// Whether `name` is a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+impl ResourcesConfig {
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        let given = [
+            self.metrics_url.is_some(),
+            self.pid.is_some(),
+            self.pid_file.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            problems.push(
+                path,
+                "give exactly one of `metrics_url`, `pid` and `pid_file`",
+            );
+        }
+        if let Some(u) = &self.metrics_url {
+            match parse_base_url(u) {
+                Err(e) => problems.push(format!("{path}.metrics_url"), e),
+                Ok(b) if b.tls => problems.push(
+                    format!("{path}.metrics_url"),
+                    "must be an http:// URL (the resource reader speaks plain HTTP)",
+                ),
+                Ok(_) => {}
+            }
+        }
+        if self.pid == Some(0) {
+            problems.push(format!("{path}.pid"), "must be greater than 0");
+        }
+        if self
+            .pid_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            problems.push(format!("{path}.pid_file"), "must not be empty");
+        }
+        for (field, name) in [
+            ("cpu_series", &self.cpu_series),
+            ("memory_series", &self.memory_series),
+        ] {
+            if !is_metric_name(name) {
+                problems.push(
+                    format!("{path}.{field}"),
+                    format!("{name:?} is not a Prometheus metric name"),
+                );
+            }
+        }
+        if self.timeout.is_zero() {
+            problems.push(format!("{path}.timeout"), "must be greater than 0");
+        } else if self.timeout.as_duration() > std::time::Duration::from_secs(5) {
+            // A read sits between a step's traffic and the next: a long one would stretch
+            // the search and the stop bound.
+            problems.push(format!("{path}.timeout"), "must be at most 5s");
+        }
+    }
 }
 
 impl RampConfig {
@@ -220,6 +323,9 @@ impl CapacityConfig {
         }
         if self.max_in_flight == 0 {
             problems.push(format!("{path}.max_in_flight"), "must be greater than 0");
+        }
+        if let Some(r) = &self.resources {
+            r.validate(&format!("{path}.resources"), problems);
         }
     }
 }

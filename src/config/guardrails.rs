@@ -26,6 +26,11 @@ pub struct GuardrailsConfig {
     /// time, so this is also the cap per target unless probes set `share_target`.
     #[serde(default)]
     pub max_rate: Option<f64>,
+    /// Most requests per second all the load probes running at once may offer together,
+    /// whatever their targets: a run is granted what the runs before it left (and held to
+    /// it, noted in its result), and does not start when less than 1 req/s is left.
+    #[serde(default)]
+    pub max_total_rate: Option<f64>,
     /// Most requests in flight (open model) or users (closed model) of one probe run.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
@@ -49,10 +54,14 @@ pub struct AbortConfig {
     /// Abort when the window's failed requests / requests exceed this (0 to 1).
     #[serde(default)]
     pub error_rate: Option<f64>,
+    /// Abort when the window's p99 latency (successful requests, from the planned send
+    /// time, read from the engine's live histogram: to within a quarter) exceeds this, in ms.
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
     /// Length of the sliding window.
     #[serde(default = "default_window")]
     pub window: HumanDuration,
-    /// The error rate is judged only once the window holds this many requests.
+    /// The error rate and p99 are judged only once the window holds this many requests.
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
     /// An `http://` URL of the target's own health check, fetched every second during a
@@ -68,6 +77,7 @@ impl Default for AbortConfig {
     fn default() -> Self {
         AbortConfig {
             error_rate: None,
+            p99_ms: None,
             window: default_window(),
             min_requests: default_min_requests(),
             health_url: None,
@@ -105,12 +115,22 @@ impl GuardrailsConfig {
                 problems.push(format!("{at}.max_rate"), "must be greater than 0");
             }
         }
+        if let Some(r) = self.max_total_rate {
+            if !(r >= 1.0 && r.is_finite()) {
+                problems.push(format!("{at}.max_total_rate"), "must be at least 1");
+            }
+        }
         if self.max_concurrency == Some(0) {
             problems.push(format!("{at}.max_concurrency"), "must be greater than 0");
         }
         if let Some(e) = self.abort.error_rate {
             if !(0.0..=1.0).contains(&e) {
                 problems.push(format!("{at}.abort.error_rate"), "must be from 0 to 1");
+            }
+        }
+        if let Some(p) = self.abort.p99_ms {
+            if !(p > 0.0 && p.is_finite()) {
+                problems.push(format!("{at}.abort.p99_ms"), "must be greater than 0");
             }
         }
         if self.abort.window.is_zero() {

@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 pub use baseline::{BaselineConfig, BaselineDetectorConfig, ProbeBaselineConfig};
 pub use benchmark::{BenchmarkConfig, OperationConfig};
-pub use capacity::{CapacityConfig, RampConfig, SEED_STEPS};
+pub use capacity::{CapacityConfig, RampConfig, ResourcesConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use fault::{

@@ -52,6 +52,9 @@ impl ProbeKind for BenchmarkProbe {
             load.timeout = b.timeout;
             load.max_body_bytes = b.max_body_bytes;
             load.vars = b.vars.clone();
+            if let Some(p) = b.pace {
+                load.think = p;
+            }
             let mut request = op.request.clone();
             request.name = Some(op.name.clone());
             load.request = Some(request);

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::capacity_resources::{step_figures, ResourceReader};
 use super::{ProbeKind, RunContext};
 use crate::config::{CapacityConfig, Config, HumanDuration, LoadConfig, PhaseConfig, ProbeConfig};
 use crate::engine::{self, LoadOutcome, LoadSpec, Progress};
@@ -57,6 +58,10 @@ struct Search<'a> {
     best: Option<LoadOutcome>,
     requests: u64,
     stopped: bool,
+    /// Reads the target's own CPU and memory around each measured window, when configured.
+    resources: Option<ResourceReader>,
+    /// Distinct failures of the resource reads, for the result's notes (a few at most).
+    resource_errors: Vec<String>,
 }
 
 impl<'a> Search<'a> {
@@ -78,6 +83,8 @@ impl<'a> Search<'a> {
             best: None,
             requests: 0,
             stopped: false,
+            resources: c.resources.as_ref().map(ResourceReader::new),
+            resource_errors: Vec::new(),
         }
     }
 
@@ -131,12 +138,23 @@ impl<'a> Search<'a> {
                 return Ok(None);
             }
         }
+        let before = self.resources.as_ref().map(ResourceReader::sample);
         let o = self.engine_run(rate, self.c.hold)?;
         if o.stopped_early {
             self.stopped = true;
             return Ok(None);
         }
+        let after = self.resources.as_ref().map(ResourceReader::sample);
         let s = stats_of(&o);
+        let resources = before
+            .zip(after)
+            .map(|(b, a)| step_figures(&b, &a, s.requests));
+        if let Some(e) = resources.as_ref().and_then(|r| r.error.as_ref()) {
+            if !self.resource_errors.contains(e) && self.resource_errors.len() < 3 {
+                tracing::warn!(probe = %self.probe.name, "the target's resource use: {e}");
+                self.resource_errors.push(e.clone());
+            }
+        }
         let mut failed_on = Vec::new();
         if s.latency_ms.p99 > self.c.p99_ms {
             failed_on.push("p99".to_string());
@@ -159,6 +177,7 @@ impl<'a> Search<'a> {
             passed,
             phase: phase.to_string(),
             failed_on,
+            resources,
         });
         tracing::debug!(probe = %self.probe.name, rate, passed, p99_ms = s.latency_ms.p99, rps = s.rps, "capacity step");
         if passed && self.best_rate().is_none_or(|b| rate >= b) {
@@ -236,6 +255,7 @@ impl<'a> Search<'a> {
                 min_throughput_ratio: self.c.min_throughput_ratio,
                 resolution_rps: self.c.resolution_rps,
             },
+            resources_source: self.resources.as_ref().map(ResourceReader::describe),
             search: CapacitySearch {
                 requests: self.requests,
                 duration_s: round3(elapsed.as_secs_f64()),
@@ -268,6 +288,11 @@ impl<'a> Search<'a> {
         } else if first_failure.is_none() && !block.steps.is_empty() {
             notes.push(format!(
                 "every step passed: the breaking point is above {breaking_point} req/s"
+            ));
+        }
+        for e in &self.resource_errors {
+            notes.push(format!(
+                "the target's resource use could not be read for every step: {e}"
             ));
         }
         let stats = self.best.as_ref().map(stats_of);

@@ -20,7 +20,7 @@ use super::{OnStart, RunContext};
 use crate::config::{
     parse_cron, CapacityConfig, Config, GuardrailsConfig, LoadConfig, ProbeConfig, ProbeSpec,
 };
-use crate::engine::Progress;
+use crate::engine::{live_bucket_bound_micros, Progress, LIVE_LATENCY_BUCKETS};
 use crate::report::{round3, Abort, ProbeResult};
 use crate::verdict::Grade;
 
@@ -36,6 +36,9 @@ pub struct Guard {
     /// reload still sees the kill switch.
     paused: Arc<AtomicBool>,
     blackout: Vec<cron::Schedule>,
+    /// Requests per second granted to the runs going on now, out of
+    /// `guardrails.max_total_rate`; shared with the guards that replace this one on reload.
+    granted: Arc<Mutex<f64>>,
 }
 
 /// Why runs may not start or must stop now.
@@ -52,6 +55,7 @@ impl Guard {
         Guard {
             cfg: cfg.clone(),
             paused: Arc::new(AtomicBool::new(false)),
+            granted: Arc::new(Mutex::new(0.0)),
             // Validation has refused a bad expression; one that slips by is ignored.
             blackout: cfg
                 .blackout
@@ -65,6 +69,7 @@ impl Guard {
     pub fn reconfigured(&self, cfg: &GuardrailsConfig) -> Guard {
         Guard {
             paused: self.paused.clone(),
+            granted: self.granted.clone(),
             ..Guard::new(cfg)
         }
     }
@@ -126,6 +131,65 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Takes a share of `guardrails.max_total_rate` for one run: what it asks (its peak rate
+    /// after the caps; all that is left when its rate depends on the target, as a closed
+    /// model's does) or what the runs going on left, holding the run to it. Race probes fire
+    /// their claimants at once and are bounded by `max_concurrency` instead.
+    fn grant(
+        &self,
+        config: &Config,
+        capped: &mut ProbeConfig,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<RateGrant>, String> {
+        let Some(total) = self.cfg.max_total_rate else {
+            return Ok(None);
+        };
+        if matches!(capped.spec, ProbeSpec::Race(_)) {
+            return Ok(None);
+        }
+        let asked = plan(config, capped).peak_rps;
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let left = (total - *granted).max(0.0);
+        let grant = asked.map_or(left, |a| a.min(left));
+        if grant < 1.0 {
+            return Err(format!(
+                "the overall rate budget (guardrails.max_total_rate = {total} req/s) is taken \
+                 by the probes running now"
+            ));
+        }
+        if asked.is_none_or(|a| a > grant) {
+            let held = GuardrailsConfig {
+                max_rate: Some(round3(grant)),
+                ..Default::default()
+            };
+            notes.extend(
+                cap_spec_as(&held, &mut capped.spec, "guardrails.max_total_rate")
+                    .into_iter()
+                    .map(|n| format!("{n} (what the running probes left of {total} req/s)")),
+            );
+        }
+        *granted += grant;
+        Ok(Some(RateGrant {
+            granted: self.granted.clone(),
+            rate: grant,
+        }))
+    }
+}
+
+/// A run's share of the overall rate budget, given back when the run ends.
+struct RateGrant {
+    granted: Arc<Mutex<f64>>,
+    rate: f64,
+}
+
+impl Drop for RateGrant {
+    fn drop(&mut self) {
+        let mut g = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (*g - self.rate).max(0.0);
+    }
+}
+
 /// Runs a probe inside the guardrails. `run` is the kind's run, given the capped probe.
 pub fn guarded_run(
     config: &Config,
@@ -157,7 +221,11 @@ pub fn guarded_run(
         return refuse(why);
     }
     let mut capped = probe.clone();
-    let notes = cap_spec(&guard.cfg, &mut capped.spec);
+    let mut notes = cap_spec(&guard.cfg, &mut capped.spec);
+    let _grant = match guard.grant(config, &mut capped, &mut notes) {
+        Ok(g) => g,
+        Err(why) => return refuse(why),
+    };
     let monitor = Monitor::start(guard, ctx);
     let mut r = run(&capped, &monitor.ctx);
     let aborted = monitor.finish();
@@ -255,10 +323,38 @@ pub fn disallowed_host(config: &Config, probe: &ProbeConfig, allow: &[String]) -
 
 /// Holds a kind's table to the caps; returns what was changed, in words.
 pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
+    cap_spec_as(g, spec, "guardrails.max_rate")
+}
+
+/// [`cap_spec`], naming the rate cap `rate_field` in the notes (the per-run cap or the share
+/// of the overall budget a run was granted).
+fn cap_spec_as(g: &GuardrailsConfig, spec: &mut ProbeSpec, rate_field: &str) -> Vec<String> {
+    let mut notes = cap_spec_inner(g, spec);
+    for n in &mut notes {
+        *n = n.replace("guardrails.max_rate", rate_field);
+    }
+    notes
+}
+
+fn cap_spec_inner(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
     let mut notes = Vec::new();
     match spec {
         ProbeSpec::Load(l) => cap_load(g, l, &mut notes),
         ProbeSpec::Capacity(c) => cap_capacity(g, c, &mut notes),
+        ProbeSpec::Benchmark(b) => {
+            if let Some(m) = g.max_rate {
+                // One request at a time: a pause of 1 / m after each keeps it under m.
+                let pace =
+                    crate::config::HumanDuration(Duration::from_micros((1e6 / m).ceil() as u64));
+                if b.pace.is_none_or(|p| p < pace) {
+                    b.pace = Some(pace);
+                    notes.push(format!(
+                        "held to guardrails.max_rate: at most {m} requests/s (a pause of {pace} \
+                         after each request)"
+                    ));
+                }
+            }
+        }
         ProbeSpec::Race(r) => {
             if let Some(m) = g.max_concurrency {
                 let n = r.claimant_count();
@@ -295,7 +391,7 @@ pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
                 }
             }
         }
-        ProbeSpec::Benchmark(_) | ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
+        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
     }
     notes
 }
@@ -487,13 +583,79 @@ struct Watch {
     health: Option<Health>,
 }
 
+/// Cumulative counts over every engine run of one probe run: a capacity search starts a
+/// fresh engine (and fresh live counters) per step, and the window must span them.
+#[derive(Clone)]
+struct Tally {
+    requests: u64,
+    errors: u64,
+    /// Successful requests per live latency bucket.
+    latency: [u64; LIVE_LATENCY_BUCKETS],
+}
+
+impl Tally {
+    fn zero() -> Tally {
+        Tally {
+            requests: 0,
+            errors: 0,
+            latency: [0; LIVE_LATENCY_BUCKETS],
+        }
+    }
+
+    fn read(p: &Progress) -> Tally {
+        let (requests, errors) = p.totals();
+        Tally {
+            requests,
+            errors,
+            latency: p.latency_buckets(),
+        }
+    }
+
+    /// Adds what happened between `before` and `now` (two reads of one engine run).
+    fn add_difference(&mut self, now: &Tally, before: &Tally) {
+        self.requests += now.requests.saturating_sub(before.requests);
+        self.errors += now.errors.saturating_sub(before.errors);
+        for (t, (n, b)) in self
+            .latency
+            .iter_mut()
+            .zip(now.latency.iter().zip(&before.latency))
+        {
+            *t += n.saturating_sub(*b);
+        }
+    }
+}
+
+/// The p99 of the successful requests between two tallies, in ms (the upper bound of the
+/// live bucket it falls in); `None` when none succeeded.
+fn window_p99_ms(now: &Tally, before: &Tally) -> Option<f64> {
+    let counts: Vec<u64> = now
+        .latency
+        .iter()
+        .zip(&before.latency)
+        .map(|(n, b)| n.saturating_sub(*b))
+        .collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (total as f64 * 0.99).ceil() as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(live_bucket_bound_micros(i) / 1000.0);
+        }
+    }
+    None
+}
+
 impl Watch {
     fn run(self) {
         let began = Instant::now();
-        // Cumulative (requests, errors) over every engine run of this probe run, sampled.
-        let mut window: VecDeque<(Instant, u64, u64)> = VecDeque::new();
-        let mut seen: Option<(*const Progress, u64, u64)> = None;
-        let (mut total_req, mut total_err) = (0u64, 0u64);
+        // Cumulative tallies over every engine run of this probe run, sampled each tick.
+        let mut window: VecDeque<(Instant, Tally)> = VecDeque::new();
+        let mut seen: Option<(*const Progress, Tally)> = None;
+        let mut total = Tally::zero();
         while !self.done.load(Ordering::Relaxed) {
             std::thread::sleep(TICK);
             if self.outer_stop.load(Ordering::Relaxed) {
@@ -525,41 +687,55 @@ impl Watch {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if let Some(p) = current {
-                let (r, e) = p.totals();
+                let now = Tally::read(&p);
                 let ptr = Arc::as_ptr(&p);
-                let (base_r, base_e) = match seen {
-                    Some((q, sr, se)) if q == ptr => (sr, se),
-                    _ => (0, 0),
-                };
-                total_req += r.saturating_sub(base_r);
-                total_err += e.saturating_sub(base_e);
-                seen = Some((ptr, r, e));
+                match &seen {
+                    Some((q, before)) if *q == ptr => total.add_difference(&now, before),
+                    _ => total.add_difference(&now, &Tally::zero()),
+                }
+                seen = Some((ptr, now));
             }
             let now = Instant::now();
-            window.push_back((now, total_req, total_err));
+            window.push_back((now, total.clone()));
             let span = self.cfg.window.as_duration();
             while window
                 .front()
-                .is_some_and(|(t, _, _)| now.duration_since(*t) > span)
+                .is_some_and(|(t, _)| now.duration_since(*t) > span)
             {
                 window.pop_front();
             }
-            if let (Some(limit), Some((_, r0, e0))) = (self.cfg.error_rate, window.front()) {
-                let (dr, de) = (total_req - r0, total_err - e0);
-                if dr >= self.cfg.min_requests && dr > 0 {
-                    let rate = de as f64 / dr as f64;
-                    if rate > limit {
-                        self.abort(
-                            began,
-                            "error_rate",
-                            format!(
-                                "error rate {:.1} % over the last {} exceeds the abort limit {:.1} %",
-                                rate * 100.0,
-                                self.cfg.window,
-                                limit * 100.0
-                            ),
-                        );
-                    }
+            let Some((_, first)) = window.front() else {
+                continue;
+            };
+            let requests = total.requests - first.requests;
+            if requests < self.cfg.min_requests || requests == 0 {
+                continue;
+            }
+            if let Some(limit) = self.cfg.error_rate {
+                let rate = (total.errors - first.errors) as f64 / requests as f64;
+                if rate > limit {
+                    self.abort(
+                        began,
+                        "error_rate",
+                        format!(
+                            "error rate {:.1} % over the last {} exceeds the abort limit {:.1} %",
+                            rate * 100.0,
+                            self.cfg.window,
+                            limit * 100.0
+                        ),
+                    );
+                }
+            }
+            if let Some(limit) = self.cfg.p99_ms {
+                if let Some(p99) = window_p99_ms(&total, first).filter(|p| *p > limit) {
+                    self.abort(
+                        began,
+                        "p99",
+                        format!(
+                            "p99 {p99:.1} ms over the last {} exceeds the abort limit {limit} ms",
+                            self.cfg.window
+                        ),
+                    );
                 }
             }
         }
@@ -614,8 +790,25 @@ impl Health {
     }
 }
 
-/// One plain HTTP/1.1 GET; `Ok` on a 2xx answer within `timeout`.
+/// The health check's GET: `Ok` on a 2xx answer within `timeout`.
 fn http_get_status(url: &str, timeout: Duration) -> Result<(), String> {
+    let (status, _) = http_get(url, timeout, 0)?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+/// One plain HTTP GET within `timeout`: the status, and up to `max_body` bytes of the body
+/// (none when `max_body` is 0, and then only the status line is waited for). Asked as
+/// HTTP/1.0 so that the answer is never chunked: the body is whatever comes before the close.
+/// Shared by the health check and the capacity probe's resource reader; not for load.
+pub(super) fn http_get(
+    url: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<(u16, Vec<u8>), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| "not an http:// URL".to_string())?;
@@ -640,28 +833,53 @@ fn http_get_status(url: &str, timeout: Duration) -> Result<(), String> {
         .max(Duration::from_millis(1));
     s.set_read_timeout(Some(left)).ok();
     s.set_write_timeout(Some(left)).ok();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: plimsoll-guard\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: plimsoll-guard\r\n\r\n");
     s.write_all(req.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < 12 {
-        match s.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if max_body == 0 && buf.len() >= 12 {
+            break None;
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(i + 4);
+        }
+        if Instant::now() >= deadline || buf.len() > 64 * 1024 {
+            return Err(format!("no answer within {timeout:?}"));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) if buf.len() >= 12 => break None,
+            Ok(0) => return Err("the connection closed before an answer".into()),
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
             Err(e) => return Err(format!("no answer within {timeout:?}: {e}")),
         }
-    }
-    let text = String::from_utf8_lossy(&head[..n]);
+    };
+    let text = String::from_utf8_lossy(&buf[..buf.len().min(64)]);
     let status: u16 = text
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| "not an HTTP answer".to_string())?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(format!("status {status}"))
+    let Some(head_end) = head_end.filter(|_| max_body > 0) else {
+        return Ok((status, Vec::new()));
+    };
+    let mut body = buf.split_off(head_end);
+    loop {
+        if body.len() > max_body {
+            return Err(format!("the answer is larger than {max_body} bytes"));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("the answer did not end within {timeout:?}"));
+        }
+        s.set_read_timeout(Some(left)).ok();
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok((status, body)),
+            Ok(k) => body.extend_from_slice(&chunk[..k]),
+            Err(e) => return Err(format!("the answer did not end within {timeout:?}: {e}")),
+        }
     }
 }
 
@@ -738,6 +956,7 @@ pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
         }
         ProbeSpec::Benchmark(b) => {
             out.requests = Some(b.operations.iter().map(|o| o.samples).sum());
+            out.peak_rps = b.pace.map(|p| round3(1.0 / p.as_duration().as_secs_f64()));
         }
         ProbeSpec::Race(r) => {
             out.requests = Some(u64::from(r.claimant_count()) * u64::from(r.round_count()));
@@ -765,6 +984,21 @@ mod tests {
         );
         assert_eq!(host_of("http://[::1]:80/"), Some("::1".into()));
         assert_eq!(host_of("/relative"), None);
+    }
+
+    #[test]
+    fn the_window_p99_is_taken_between_two_tallies() {
+        let mut before = Tally::zero();
+        before.latency[crate::engine::live_bucket(400_000)] = 50;
+        let mut now = before.clone();
+        now.latency[crate::engine::live_bucket(2_000)] += 99;
+        now.latency[crate::engine::live_bucket(300_000)] += 1;
+        let p99 = window_p99_ms(&now, &before).unwrap();
+        assert!((2.0..2.6).contains(&p99), "{p99}");
+        now.latency[crate::engine::live_bucket(300_000)] += 5;
+        let p99 = window_p99_ms(&now, &before).unwrap();
+        assert!((300.0..376.0).contains(&p99), "{p99}");
+        assert_eq!(window_p99_ms(&before, &before), None);
     }
 
     #[test]

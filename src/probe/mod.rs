@@ -8,6 +8,7 @@
 
 pub mod benchmark;
 pub mod capacity;
+pub mod capacity_resources;
 pub mod fault;
 pub mod guard;
 pub mod load;

@@ -405,6 +405,10 @@ pub struct CapacityStats {
     pub knee_rps: Option<f64>,
     /// The limits a step was held to.
     pub limits: CapacityLimits,
+    /// Where the target's own CPU and memory were read (`[probe.capacity.resources]`):
+    /// the metrics URL, `pid N` or `pid file PATH`; absent when they were not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources_source: Option<String>,
     /// Every step measured, in the order run (the ramp, then the bisection).
     pub steps: Vec<CapacityStep>,
     pub search: CapacitySearch,
@@ -439,6 +443,27 @@ pub struct CapacityStep {
     /// Which limits the step broke (`p99`, `error_rate`, `throughput`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_on: Vec<String>,
+    /// What the target spent on the step's measured window, when a resource source is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<StepResources>,
+}
+
+/// The target's own resource use over one step's measured window, from two reads (its
+/// start and its end). A figure the source could not give is absent, and `error` says why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepResources {
+    /// CPU seconds the target spent per second of the window: the cores it kept busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
+    /// CPU the target spent per request answered in the window, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms_per_request: Option<f64>,
+    /// Resident memory at the end of the window, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Why a figure is missing (the source could not be read, the process restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What the search cost the target.

@@ -134,11 +134,21 @@ fn capacity_lines(c: &super::CapacityStats) -> String {
         c.search.requests,
         c.search.duration_s
     );
+    // The target's own resource use, as three more columns when it was read.
+    let with_resources = c.resources_source.is_some();
     let _ = write!(
         t,
-        "\n  {:>9}  {:>9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:<6}  verdict",
+        "\n  {:>9}  {:>9}  {:>8}  {:>8}  {:>8}  {:>7}  {:>7}  {:<6}  ",
         "offered", "achieved", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped", "step"
     );
+    if with_resources {
+        let _ = write!(
+            t,
+            "{:>6}  {:>10}  {:>8}  ",
+            "cores", "cpu ms/req", "rss MiB"
+        );
+    }
+    t.push_str("verdict");
     for s in &c.steps {
         let verdict = if s.passed {
             "pass".to_string()
@@ -147,7 +157,7 @@ fn capacity_lines(c: &super::CapacityStats) -> String {
         };
         let _ = write!(
             t,
-            "\n  {:>9.1}  {:>9.1}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6.2}%  {:>7}  {:<6}  {}",
+            "\n  {:>9.1}  {:>9.1}  {:>8.2}  {:>8.2}  {:>8.2}  {:>6.2}%  {:>7}  {:<6}  ",
             s.offered_rps,
             s.achieved_rps,
             s.latency_ms.p50,
@@ -156,7 +166,26 @@ fn capacity_lines(c: &super::CapacityStats) -> String {
             s.error_rate * 100.0,
             s.dropped,
             s.phase,
-            verdict
+        );
+        if with_resources {
+            let r = s.resources.clone().unwrap_or_default();
+            let shown = |v: Option<f64>, digits: usize| {
+                v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+            };
+            let _ = write!(
+                t,
+                "{:>6}  {:>10}  {:>8}  ",
+                shown(r.cpu_cores, 3),
+                shown(r.cpu_ms_per_request, 3),
+                shown(r.rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)), 1),
+            );
+        }
+        t.push_str(&verdict);
+    }
+    if let Some(src) = &c.resources_source {
+        let _ = write!(
+            t,
+            "\n  (cores, cpu ms/req and rss: the target's own, from {src})"
         );
     }
     let mut by_rate: Vec<&super::CapacityStep> = c.steps.iter().collect();

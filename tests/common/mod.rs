@@ -101,6 +101,11 @@ impl Backend {
             .to_string();
         Backend { child, url }
     }
+
+    /// The backend's process id (for the capacity probe's `/proc` resource reads).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Backend {
