@@ -3,11 +3,13 @@
 //! The document's field names carry their unit and are a contract (DESIGN.md): dashboards,
 //! CI scripts and the baseline store read them. This module formats; it never measures.
 
+mod blocks;
 pub mod outcome;
 pub mod summary;
 pub mod terminal;
 mod write;
 
+pub use blocks::*;
 pub use write::{result_file_name, write_into_dir, write_json_lines, WriteError};
 
 use std::collections::BTreeMap;
@@ -59,21 +61,6 @@ pub struct ProbeResult {
     /// requests). Not part of the document either.
     #[serde(skip)]
     pub detail: RunDetail,
-}
-
-/// A kind's own block of figures. Serialized under the variant's name beside `stats`
-/// (`"race": {…}`), so a new block is a new variant here and nothing in other kinds' code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KindBlock {
-    /// Figures of a `race` probe.
-    Race(RaceStats),
-    /// Figures of a `pubsub` probe: deliveries, beside `stats` (which counts the publishes).
-    Pubsub(PubsubStats),
-    /// Figures of a `capacity` probe: the breaking point, the knee and every step measured.
-    Capacity(CapacityStats),
-    /// Figures of a `fault` probe: each fault's timeline of windows and its recovery.
-    Fault(FaultStats),
 }
 
 impl ProbeResult {
@@ -300,85 +287,6 @@ pub struct Stats {
     pub endpoints: BTreeMap<String, EndpointStats>,
 }
 
-/// Figures of a race probe run (seed 000's vendor race). The round counts are the
-/// `outcome` values of `plimsoll_race_rounds_total`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RaceStats {
-    /// Rounds whose claimants were released (a round whose setup failed is not one).
-    pub rounds: u64,
-    /// Claimants per round.
-    pub claimants: u32,
-    /// Rounds with exactly one winner.
-    pub single_winner: u64,
-    /// Rounds with several winners: the race the probe exists to catch.
-    pub multiple_winners: u64,
-    /// Rounds nobody won.
-    pub no_winner: u64,
-    /// `single_winner / rounds`, 0 to 1.
-    pub win_rate: f64,
-    /// `multiple_winners / rounds`, 0 to 1.
-    pub race_rate: f64,
-    /// Per round, first claim sent → last claim answered (or given up).
-    pub race_time_ms: LatencySummary,
-    /// Per round, first claim sent → last claim sent: how close together the claims left.
-    pub send_spread_ms: LatencySummary,
-    /// Claims by outcome: `won`, `lost`, `timeout`, or an error kind (`connect`, `status`,
-    /// `expect`, …). A claimant that timed out is `timeout`, never `lost`.
-    pub claims_by_outcome: BTreeMap<String, u64>,
-    /// The first message seen of each error kind.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub error_samples: BTreeMap<String, String>,
-    /// Rounds not run because the setup request failed.
-    pub setup_failures: u64,
-    /// With verification: rounds where the database count differed from the API's winners.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify_mismatches: Option<u64>,
-    /// With verification: rounds whose query failed (graded on the API's answers alone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify_errors: Option<u64>,
-    /// The first rounds with several winners or a mismatch, for the person on call.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suspect_rounds: Vec<RaceRound>,
-}
-
-/// Figures of a pub/sub delivery run (seed 003): what was published, what each subscriber
-/// received of it, and how long a message took from its send to its delivery.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PubsubStats {
-    /// Subscriber connections asked for.
-    pub subscribers: u32,
-    /// Subscribers whose connection was open when publishing began.
-    pub connected: u32,
-    /// Messages published successfully (a failed publish is not expected anywhere).
-    pub published: u64,
-    /// Publishes that failed; counted in `stats.errors` too.
-    pub publish_errors: u64,
-    /// `published × subscribers`: deliveries a perfect channel makes.
-    pub expected_deliveries: u64,
-    /// Distinct expected messages received, all subscribers together.
-    pub delivered: u64,
-    /// `delivered / expected_deliveries`, 0 to 1.
-    pub delivery_ratio: f64,
-    /// Expected deliveries that never arrived (within the grace period).
-    pub lost: u64,
-    /// Messages received again by a subscriber that already had them.
-    pub duplicates: u64,
-    /// Messages received after a message published later than them.
-    pub out_of_order: u64,
-    /// Messages of this run received that were never reported published (the publish
-    /// failed or timed out but got through); not counted as delivered.
-    pub unexpected: u64,
-    /// Text messages that were not this run's (other traffic on the channel); ignored.
-    pub foreign: u64,
-    /// From the publisher's send time (carried in the message) to the delivery.
-    pub latency_ms: LatencySummary,
-    /// Per subscriber, in connection order.
-    pub per_subscriber: Vec<SubscriberStats>,
-    /// The first subscriber error (connect, closed, protocol), for the person on call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscriber_error: Option<String>,
-}
-
 /// Why and when a guardrail stopped a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Abort {
@@ -388,223 +296,6 @@ pub struct Abort {
     pub detail: String,
     /// From the start of the run to the decision to stop.
     pub after_s: f64,
-}
-
-/// Figures of a capacity search (DESIGN.md's `capacity` block).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CapacityStats {
-    /// The highest rate the target sustained: what it served at the highest passing step
-    /// (at most that step's offered rate; 0 when no step passed).
-    pub breaking_point_rps: f64,
-    /// The lowest offered rate that failed, when one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_failure_rps: Option<f64>,
-    /// Where latency starts to climb: the highest rate measured before the first step whose
-    /// p99 was more than twice the lightest step's (absent when latency stayed flat).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub knee_rps: Option<f64>,
-    /// The limits a step was held to.
-    pub limits: CapacityLimits,
-    /// Where the target's own CPU and memory were read (`[probe.capacity.resources]`):
-    /// the metrics URL, `pid N` or `pid file PATH`; absent when they were not read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources_source: Option<String>,
-    /// Every step measured, in the order run (the ramp, then the bisection).
-    pub steps: Vec<CapacityStep>,
-    pub search: CapacitySearch,
-}
-
-/// What made a step fail.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct CapacityLimits {
-    pub p99_ms: f64,
-    /// Ratio, 0 to 1.
-    pub error_rate: f64,
-    /// Least achieved / offered, 0 to 1.
-    pub min_throughput_ratio: f64,
-    pub resolution_rps: f64,
-}
-
-/// One step of a capacity search: its measured window (the warm-up is not in it).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CapacityStep {
-    pub offered_rps: f64,
-    pub achieved_rps: f64,
-    pub latency_ms: LatencySummary,
-    /// Ratio, 0 to 1.
-    pub error_rate: f64,
-    pub requests: u64,
-    pub errors: u64,
-    /// Arrivals that could not start: the in-flight cap was reached.
-    pub dropped: u64,
-    pub passed: bool,
-    /// `ramp` or `bisect`.
-    pub phase: String,
-    /// Which limits the step broke (`p99`, `error_rate`, `throughput`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed_on: Vec<String>,
-    /// What the target spent on the step's measured window, when a resource source is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<StepResources>,
-}
-
-/// The target's own resource use over one step's measured window, from two reads (its
-/// start and its end). A figure the source could not give is absent, and `error` says why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepResources {
-    /// CPU seconds the target spent per second of the window: the cores it kept busy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_cores: Option<f64>,
-    /// CPU the target spent per request answered in the window, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_ms_per_request: Option<f64>,
-    /// Resident memory at the end of the window, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rss_bytes: Option<u64>,
-    /// Why a figure is missing (the source could not be read, the process restarted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What the search cost the target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct CapacitySearch {
-    /// Every request sent, warm-ups included.
-    pub requests: u64,
-    pub duration_s: f64,
-    /// Steps measured.
-    pub steps: u32,
-    /// The search was stopped before it converged.
-    pub stopped_early: bool,
-}
-
-/// Figures of a fault probe (DESIGN.md's `fault` block).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FaultStats {
-    pub faults: Vec<FaultFigures>,
-}
-
-/// One fault under load: when it was injected and cleared, how fast it showed and went,
-/// and the windows of the whole timeline.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FaultFigures {
-    pub name: String,
-    /// RFC 3339; absent when the run ended before the inject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub injected_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleared_at: Option<String>,
-    /// From the start of the run to the inject and to the clear's return, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inject_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear_s: Option<f64>,
-    /// `ended`, `failed`, `timed_out`, `stopped`, `dropped`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear_reason: Option<String>,
-    /// What was injected and what cleared it, in words, and whether each worked.
-    pub inject_action: String,
-    pub inject_ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear_action: Option<String>,
-    pub clear_ok: bool,
-    /// Inject → start of the first window out of the steady band.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detect_s: Option<f64>,
-    /// Clear → start of the first stretch of `recovery_stretch` whose windows are all in the
-    /// steady band; absent when it never came back within the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_s: Option<f64>,
-    /// Error ratio per phase (before the inject, inject → clear, clear → end).
-    pub error_rate: PhaseFigures,
-    /// p99 latency of the successful requests per phase, ms (live buckets: within 25 %).
-    pub p99_ms: PhaseFigures,
-    /// Success ratio from the recovery to the end of the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_rate_after_recovery: Option<f64>,
-    /// The band a window must be in to count as steady.
-    pub steady: SteadyBand,
-    /// Highest backlog read from the inject to the end, and the time from the clear until
-    /// it was back to its level before the inject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backlog_peak: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backlog_drain_s: Option<f64>,
-    /// Every backlog reading: (seconds from the start, value).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backlog: Vec<BacklogSample>,
-    pub window_ms: f64,
-    /// The timeline, window by window.
-    pub windows: Vec<FaultWindow>,
-}
-
-/// A figure before, during and after a fault.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct PhaseFigures {
-    pub before: f64,
-    pub during: f64,
-    pub after: f64,
-}
-
-/// The steady band computed from the windows before the inject.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct SteadyBand {
-    pub min_success_ratio: f64,
-    pub max_p99_ms: f64,
-}
-
-/// One measuring window of a fault probe's timeline.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FaultWindow {
-    /// Start, seconds from the start of the run.
-    pub start_s: f64,
-    /// `before`, `during` or `after`.
-    pub phase: String,
-    pub requests: u64,
-    pub errors: u64,
-    /// 1 when the window had no request.
-    pub success_ratio: f64,
-    /// p99 of the window's successful requests, ms; absent when none succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p99_ms: Option<f64>,
-    pub steady: bool,
-}
-
-/// One backlog reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct BacklogSample {
-    pub at_s: f64,
-    pub value: f64,
-}
-
-/// What one subscriber received.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SubscriberStats {
-    /// Index, from 0.
-    pub subscriber: u32,
-    /// Whether its connection was open when publishing began.
-    pub connected: bool,
-    pub delivered: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
-    /// `delivered / published`, 0 to 1.
-    pub delivery_ratio: f64,
-}
-
-/// One round worth a look: which resource, and who said how many won.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RaceRound {
-    /// Round number, from 0.
-    pub round: u64,
-    /// The captured id, when there was a setup request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Claims the API answered as won.
-    pub api_winners: u64,
-    /// Accepted claims the verification query counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub db_winners: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
