@@ -42,6 +42,143 @@ fn validate_reports_every_problem_with_its_path_and_exits_3() {
     assert!(err.contains("6 problem(s)"), "{err}");
 }
 
+/// Regression (issue 11.5): a typo and a wrong type in the same probe table took two runs of
+/// `validate` to find, because serde stops at the first error of a table.
+#[test]
+fn validate_reports_a_typo_and_a_wrong_type_of_one_table_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "c.toml",
+        r#"[[probe]]
+name = "a"
+kind = "load"
+[probe.load]
+concurency = 5
+timeout = "2s"
+phases = [{ duration = "10s", rate = "ten" }, { duration = 5, rate = 1 }]
+[probe.load.request]
+url = "http://127.0.0.1:9/"
+methd = "GET"
+
+[[probe]]
+name = 7
+kind = "redis"
+colour = "red"
+[probe.redis]
+url = "redis://127.0.0.1:6379"
+"#,
+    );
+    let out = plimsoll()
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "probe[0].load.concurency: unknown field `concurency`: did you mean `concurrency`? (line 5)",
+        "probe[0].load.phases[0].rate: expected a number, found the text \"ten\" (line 7)",
+        "probe[0].load.phases[1].duration: durations are strings with a unit: write \"5s\" or \"5ms\" (line 7)",
+        "probe[0].load.request.methd: unknown field `methd`: did you mean `method`? (line 10)",
+        "probe[1].name: expected text in quotes, found the number `7` (line 13)",
+        "probe[1].colour: unknown field `colour`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("6 problem(s)"), "{err}");
+    assert!(!err.contains("missing field"), "{err}");
+}
+
+/// `validate --no-secrets` checks the shipped examples' structure on a machine without their
+/// secrets (a CI lint); without the flag, an unset secret is named.
+#[test]
+fn shipped_configs_validate_without_their_secrets() {
+    let secrets = [
+        "TWILIO_AUTH_TOKEN",
+        "PLIMSOLL_RACE_DATABASE_URL",
+        "PLIMSOLL_REDIS_URL",
+        "PLIMSOLL_SQL_DATABASE_URL",
+    ];
+    let mut unset_named = 0;
+    for e in std::fs::read_dir("config/examples").unwrap() {
+        let f = e.unwrap().path();
+        if f.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let mut cmd = plimsoll();
+        cmd.args(["validate", "--no-secrets", "--config"]).arg(&f);
+        for s in secrets {
+            cmd.env_remove(s);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cmd = plimsoll();
+        cmd.args(["validate", "--config"]).arg(&f);
+        for s in secrets {
+            cmd.env_remove(s);
+        }
+        let out = cmd.output().unwrap();
+        if out.status.code() == Some(3) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("is not set"), "{}: {err}", f.display());
+            unset_named += 1;
+        }
+    }
+    assert!(unset_named >= 1, "no example needs a secret");
+}
+
+/// A data file is found beside the configuration file, whatever the working directory.
+#[test]
+fn data_files_resolve_from_the_config_files_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/users.csv"), "email\na@b\n").unwrap();
+    let p = write(
+        &dir,
+        "c.toml",
+        r#"[[probe]]
+name = "p"
+kind = "load"
+[probe.load]
+concurrency = 1
+[probe.load.data]
+file = "data/users.csv"
+[probe.load.request]
+url = "http://127.0.0.1:9/{{email}}"
+"#,
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = plimsoll()
+        .current_dir(elsewhere.path())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(dir.path().join("data/users.csv")).unwrap();
+    let out = plimsoll()
+        .current_dir(elsewhere.path())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("probe[0].load.data.file"), "{err}");
+}
+
 #[test]
 fn shipped_configs_validate() {
     for f in [

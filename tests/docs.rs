@@ -169,6 +169,39 @@ fn synthetic_capacity_run() -> ProbeResult {
     r
 }
 
+/// Runs of the kinds with series of their own figures: Redis operations, SQL queries (with an
+/// error), pub/sub deliveries.
+fn synthetic_store_runs() -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    for (name, kind) in [("docs-redis", Kind::Redis), ("docs-sql", Kind::Sql)] {
+        let mut r = synthetic_run();
+        r.probe = name.into();
+        r.kind = kind;
+        r.block = None;
+        r.detail = Default::default();
+        out.push(r);
+    }
+    let mut r = synthetic_run();
+    r.probe = "docs-pubsub".into();
+    r.kind = Kind::Pubsub;
+    r.detail = Default::default();
+    r.block = Some(plimsoll::report::KindBlock::Pubsub(
+        plimsoll::report::PubsubStats {
+            subscribers: 2,
+            connected: 2,
+            published: 10,
+            expected_deliveries: 20,
+            delivered: 19,
+            delivery_ratio: 0.95,
+            lost: 1,
+            duplicates: 1,
+            ..Default::default()
+        },
+    ));
+    out.push(r);
+    out
+}
+
 #[test]
 fn the_metric_reference_lists_exactly_the_registered_families() {
     let t = plimsoll::telemetry::Telemetry::new();
@@ -203,6 +236,9 @@ fn the_metric_reference_lists_exactly_the_registered_families() {
     // A run that writes every series `record_run` feeds, and a skip.
     t.record_run(&synthetic_run(), 0.0);
     t.record_run(&synthetic_capacity_run(), 0.0);
+    for r in synthetic_store_runs() {
+        t.record_run(&r, 0.0);
+    }
     t.record_skip("docs", plimsoll::telemetry::SkipReason::Overlap);
     // The classic text format names counters by their samples (`…_total`), as queries do.
     let text = t.encode_text();

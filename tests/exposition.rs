@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use common::Backend;
+use common::{promtool_check, Backend};
 use serde_json::Value;
 
 /// A probe name with every character the exposition formats treat specially, plus unicode,
@@ -55,27 +55,6 @@ fn parse(text: &str, format: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn promtool_check(text: &str) {
-    let out = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(text.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("promtool runs (scripts/test installs the prometheus package)");
-    // promtool exits 0 on lint-clean input, 3 on lint findings only, 1 on a parse error.
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {report}\n{text}");
 }
 
 /// The label values of every sample named `name`, as the parser returned them.

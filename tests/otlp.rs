@@ -547,6 +547,86 @@ rate = 100
     );
 }
 
+/// Regression (issue 10.7): while a collector was down, the OpenTelemetry library logged the
+/// same error at every export (every metric interval, every span batch). Each of its messages
+/// now passes once a minute; our own report of the failures too.
+#[test]
+fn a_collector_that_is_down_does_not_flood_the_log() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let down = common::closed_port();
+        let (target, _) = traceparent_target();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("plimsoll.toml");
+        std::fs::write(
+            &p,
+            format!(
+                r#"
+[report]
+dir = ""
+[otlp]
+endpoint = "http://127.0.0.1:{down}"
+protocol = "{protocol}"
+sample_ratio = 1.0
+timeout = "1s"
+flush_timeout = "1s"
+metrics_interval = "100ms"
+[[probe]]
+name = "steady"
+kind = "load"
+schedule = {{ every = "300ms" }}
+[probe.load]
+workers = 1
+request = {{ url = "http://127.0.0.1:{target}/" }}
+[[probe.load.phases]]
+duration = "50ms"
+rate = 40
+"#
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon::start(&p, &[]);
+        // Long enough for dozens of failed metric exports (every 100 ms) and span batches.
+        d.wait_for(Duration::from_secs(20), |p| {
+            p[0]["runs"].as_u64() >= Some(8)
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let (_, text) = d.get("/metrics", &[]);
+        let failed: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("plimsoll_otlp_dropped_total{signal=\"metrics\"} "))
+            .map_or(0.0, |v| v.parse().unwrap());
+        assert!(
+            failed >= 10.0,
+            "{protocol}: only {failed} failed metric exports\n{text}"
+        );
+        d.signal("-TERM");
+        assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+        let log = d.log_text();
+        // A library line: "<time> <LEVEL> opentelemetry…: <message>"; the same message twice
+        // (time aside) is a repeat within the minute.
+        let library: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split_once(" opentelemetry").map(|(_, rest)| rest))
+            .collect();
+        let distinct: HashSet<&str> = library.iter().copied().collect();
+        assert_eq!(
+            library.len(),
+            distinct.len(),
+            "{protocol}: a library line repeats within the minute:\n{log}"
+        );
+        assert!(
+            library.len() <= 12,
+            "{protocol}: {} library lines:\n{log}",
+            library.len()
+        );
+        let ours = log.matches("OTLP export failed").count();
+        assert!(
+            ours <= 2,
+            "{protocol}: {ours} reports of our own (one per signal at most):\n{log}"
+        );
+    }
+}
+
 fn toml_path(p: &std::path::Path) -> String {
     p.display().to_string().replace('\\', "\\\\")
 }

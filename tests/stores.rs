@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::postgres::Postgres;
 use common::redis::Redis;
-use common::{closed_port, run_toml};
+use common::{closed_port, promtool_check, run_toml, Backend};
 use plimsoll::report::{ProbeResult, Stats};
 use plimsoll::verdict::Grade;
 
@@ -251,4 +252,142 @@ kind = "redis"
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+/// The value of the sample that starts with `prefix` (name and labels), if any.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 11.7: the Redis, SQL and pub/sub probes' own figures reach `/metrics` — per operation,
+/// per query, deliveries — equal to their result documents, and the scrape passes `promtool`.
+#[test]
+fn store_and_pubsub_figures_reach_metrics() {
+    let stores = std::thread::spawn(|| (Postgres::start(), Redis::start()));
+    let backend = Backend::start();
+    let (pg, redis) = stores.join().expect("PostgreSQL and Redis start");
+    let ws = backend.url.replacen("http://", "ws://", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plimsoll.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[report]
+dir = ""
+
+[[probe]]
+name = "cache"
+kind = "redis"
+schedule = {{ every = "1h" }}
+[probe.redis]
+url = "{redis}"
+concurrency = 2
+operations = 50
+key_space = 20
+
+[[probe]]
+name = "reports"
+kind = "sql"
+schedule = {{ every = "1h" }}
+[probe.sql]
+database_url = "{pg}"
+rate = 40
+duration = "500ms"
+timeout = "5s"
+[[probe.sql.queries]]
+name = "cheap"
+sql = "SELECT 1"
+[[probe.sql.queries]]
+name = "broken"
+sql = "SELEC nothing"
+
+[[probe]]
+name = "events"
+kind = "pubsub"
+schedule = {{ every = "1h" }}
+[probe.pubsub]
+url = "{ws}/ws/events"
+subscribers = 2
+rate = 50
+duration = "500ms"
+warmup = "100ms"
+grace = "500ms"
+publish = "http"
+publish_url = "{backend}/events"
+"#,
+            redis = redis.url,
+            pg = pg.url,
+            backend = backend.url,
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&p, &[]);
+    // A probe's first run comes within 30 s of the start.
+    d.wait_for(std::time::Duration::from_secs(60), |p| {
+        p.len() == 3 && p.iter().all(|p| p["runs"].as_u64() >= Some(1))
+    });
+    let (status, text) = d.get("/metrics", &[]);
+    assert_eq!(status, 200);
+
+    // Redis: every operation of the mix counted, their sum the run's 100 operations.
+    let ops: f64 = ["get", "set", "del"]
+        .iter()
+        .filter_map(|op| {
+            sample(
+                &text,
+                &format!("plimsoll_redis_operations_total{{probe=\"cache\",operation=\"{op}\"}} "),
+            )
+        })
+        .sum();
+    assert_eq!(ops, 100.0, "{text}");
+    let p99 = sample(
+        &text,
+        "plimsoll_redis_operation_latency_seconds{probe=\"cache\",operation=\"get\",quantile=\"0.99\"} ",
+    )
+    .unwrap_or_else(|| panic!("no Redis get latency in\n{text}"));
+    assert!(p99 > 0.0 && p99 < 5.0, "{p99}");
+
+    // SQL: 20 planned queries between the two names; every broken one an error of kind query,
+    // and no latency for a query that never succeeded.
+    let q = |name: &str| {
+        sample(
+            &text,
+            &format!("plimsoll_sql_queries_total{{probe=\"reports\",query=\"{name}\"}} "),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(q("cheap") + q("broken"), 20.0, "{text}");
+    assert!(q("broken") > 0.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "plimsoll_sql_query_errors_total{probe=\"reports\",query=\"broken\",kind=\"query\"} "
+        ),
+        Some(q("broken")),
+        "{text}"
+    );
+    assert!(text.contains(
+        "plimsoll_sql_query_latency_seconds{probe=\"reports\",query=\"cheap\",quantile=\"0.5\"} "
+    ));
+    assert!(!text.contains("plimsoll_sql_query_latency_seconds{probe=\"reports\",query=\"broken\""));
+
+    // Pub/sub: 25 messages to 2 subscribers, all delivered on a healthy backend.
+    let pubsub = |name: &str| {
+        sample(
+            &text,
+            &format!("plimsoll_pubsub_{name}{{probe=\"events\"}} "),
+        )
+    };
+    assert_eq!(pubsub("published_messages_total"), Some(25.0), "{text}");
+    assert_eq!(pubsub("delivered_messages_total"), Some(50.0), "{text}");
+    assert_eq!(pubsub("delivery_ratio"), Some(1.0), "{text}");
+    assert_eq!(pubsub("lost_messages_total"), Some(0.0), "{text}");
+    assert_eq!(pubsub("duplicate_messages_total"), Some(0.0), "{text}");
+
+    promtool_check(&text);
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(std::time::Duration::from_secs(10)), Some(0));
 }

@@ -10,6 +10,7 @@ mod benchmark;
 mod capacity;
 mod daemon;
 mod duration;
+mod every_error;
 mod fault;
 mod flow;
 mod guardrails;
@@ -36,6 +37,7 @@ pub use benchmark::{BenchmarkConfig, OperationConfig};
 pub use capacity::{CapacityConfig, RampConfig, ResourcesConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
+pub use every_error::PathError;
 pub use fault::{
     load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
     FaultInjectConfig, FaultProbeConfig, HttpActionConfig, ProxyConfig, ProxyListenerConfig,
@@ -49,7 +51,7 @@ pub use guardrails::{AbortConfig, GuardrailsConfig};
 pub use limits::{Ceiling, Limits, HARD_MAX_DURATION, HARD_MAX_RATE, MAX_CONFIG_BYTES};
 pub use load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use otlp::{OtlpConfig, OtlpProtocol};
-pub use probe::{Kind, PathError, ProbeConfig, ProbeSpec};
+pub use probe::{Kind, ProbeConfig, ProbeSpec};
 pub use pubsub::{PublishVia, PubsubConfig};
 pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
 pub use read::{

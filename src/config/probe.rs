@@ -9,6 +9,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::every_error::{deserialize_all, PathError};
 use super::{
     BenchmarkConfig, CapacityConfig, FaultProbeConfig, Limits, LoadConfig, Problems, PubsubConfig,
     RaceConfig, RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
@@ -126,8 +127,9 @@ impl ProbeSpec {
         }
     }
 
-    /// Reads the kind's table. Errors carry the path inside the table.
-    fn from_value(kind: Kind, v: Value) -> Result<ProbeSpec, PathError> {
+    /// Reads the kind's table. Errors carry the path inside the table; every unknown field and
+    /// wrong type of the table comes back at once.
+    fn from_value(kind: Kind, v: Value) -> Result<ProbeSpec, Vec<PathError>> {
         Ok(match kind {
             Kind::Load => ProbeSpec::Load(de(v)?),
             Kind::Race => ProbeSpec::Race(de(v)?),
@@ -266,22 +268,8 @@ fn default_false() -> bool {
     false
 }
 
-/// A deserialization error with the path of the bad value, relative to the probe entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathError {
-    /// `load.phases[0].rate`; empty for the entry itself.
-    pub path: String,
-    pub message: String,
-}
-
-fn de<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, PathError> {
-    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-        let inner = e.path().to_string();
-        PathError {
-            path: if inner == "." { String::new() } else { inner },
-            message: e.into_inner().to_string(),
-        }
-    })
+fn de<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Vec<PathError>> {
+    deserialize_all(v)
 }
 
 impl ProbeConfig {
@@ -344,13 +332,15 @@ impl ProbeConfig {
         let spec = match (kind, table) {
             (Some(kind), Some(t)) => match ProbeSpec::from_value(kind, t) {
                 Ok(s) => Some(s),
-                Err(mut e) => {
-                    e.path = if e.path.is_empty() {
-                        kind.as_str().to_string()
-                    } else {
-                        format!("{kind}.{}", e.path)
-                    };
-                    errors.push(e);
+                Err(errs) => {
+                    errors.extend(errs.into_iter().map(|mut e| {
+                        e.path = if e.path.is_empty() {
+                            kind.as_str().to_string()
+                        } else {
+                            format!("{kind}.{}", e.path)
+                        };
+                        e
+                    }));
                     None
                 }
             },
@@ -375,7 +365,7 @@ impl ProbeConfig {
             }),
             (common, _) => {
                 if let Err(e) = common {
-                    errors.insert(0, e);
+                    errors.splice(0..0, e);
                 }
                 Err(errors)
             }

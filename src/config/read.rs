@@ -123,11 +123,14 @@ pub fn load_str(
 /// Takes relative data file paths from `dir` (the configuration file's directory).
 fn rebase_data_files(config: &mut Config, dir: &Path) {
     for p in &mut config.probe {
-        if let super::ProbeSpec::Load(l) = &mut p.spec {
-            if let Some(d) = &mut l.data {
-                if d.file.is_relative() {
-                    d.file = dir.join(&d.file);
-                }
+        let load = match &mut p.spec {
+            super::ProbeSpec::Load(l) => l,
+            super::ProbeSpec::Fault(f) => &mut f.load,
+            _ => continue,
+        };
+        if let Some(d) = &mut load.data {
+            if d.file.is_relative() {
+                d.file = dir.join(&d.file);
             }
         }
     }
@@ -363,22 +366,21 @@ fn probe_entries(v: Value, errors: &mut Vec<ConfigError>) -> (Vec<ProbeConfig>, 
     out
 }
 
-/// Deserializes one value, recording the failure with the path of the offending field.
+/// Deserializes one value, recording every unknown field and wrong type in it, each with the
+/// path of the offending field.
 fn typed<T: DeserializeOwned>(v: Value, prefix: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
+    match super::every_error::deserialize_all::<T>(v) {
         Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{inner}")
-            };
-            errors.push(ConfigError {
-                path,
-                message: e.into_inner().to_string(),
+        Err(errs) => {
+            errors.extend(errs.into_iter().map(|e| ConfigError {
+                path: if e.path.is_empty() {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.{}", e.path)
+                },
+                message: e.message,
                 line: None,
-            });
+            }));
             None
         }
     }

@@ -216,7 +216,10 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Sends daemon logs to stderr; `PLIMSOLL_LOG` picks the level (error, warn, info, debug).
+/// Sends daemon logs to stderr; `PLIMSOLL_LOG` picks the level (error, warn, info, debug). The
+/// OpenTelemetry libraries' own lines pass once a minute per message ([`SdkLogFilter`]).
+///
+/// [`SdkLogFilter`]: crate::telemetry::SdkLogFilter
 pub fn init_logging() {
     let level = match std::env::var("PLIMSOLL_LOG").as_deref() {
         Ok("error") => tracing::Level::ERROR,
@@ -227,11 +230,17 @@ pub fn init_logging() {
     };
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // The OpenTelemetry libraries' own lines go through a gate (each message once a minute),
+    // so a collector that is down cannot fill the log.
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(move || LogLine { ansi })
-        .with_max_level(level)
         .with_ansi(ansi)
-        .try_init();
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with_filter(crate::telemetry::SdkLogFilter);
+    let _ = tracing_subscriber::registry().with(lines).try_init();
 }
 
 /// stderr for log lines: a control character a name or a target's answer brought into a line

@@ -12,6 +12,7 @@ pub mod otlp;
 mod otlp_export;
 mod otlp_tls;
 mod quantiles;
+mod sdk_log;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,7 +25,9 @@ use prometheus_client::registry::{Registry, Unit};
 pub use histogram::BucketHistogram;
 use label::LabelValue;
 use quantiles::LastRunQuantiles;
+pub use sdk_log::SdkLogFilter;
 
+use crate::config::Kind;
 use crate::engine::recorder::class_index;
 use crate::report::{status_class_label, ProbeResult};
 use crate::verdict::Grade;
@@ -88,6 +91,34 @@ struct MetricLabels {
     metric: LabelValue,
 }
 
+/// A data-store operation (Redis) or query (SQL): its name from the configuration, so the
+/// cardinality is that of the configuration, never of the traffic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    probe: LabelValue,
+    operation: LabelValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationErrorLabels {
+    probe: LabelValue,
+    operation: LabelValue,
+    kind: LabelValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    probe: LabelValue,
+    query: LabelValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryErrorLabels {
+    probe: LabelValue,
+    query: LabelValue,
+    kind: LabelValue,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignalLabels {
     signal: LabelValue,
@@ -137,6 +168,13 @@ pub struct Telemetry {
     offered: Family<ProbeLabels, GaugeF>,
     error_ratio: Family<ProbeLabels, GaugeF>,
     race_rounds: Family<OutcomeLabels, Counter>,
+    pubsub: PubsubFamilies,
+    redis_operations: Family<OperationLabels, Counter>,
+    redis_operation_errors: Family<OperationErrorLabels, Counter>,
+    redis_operation_latency: LastRunQuantiles,
+    sql_queries: Family<QueryLabels, Counter>,
+    sql_query_errors: Family<QueryErrorLabels, Counter>,
+    sql_query_latency: LastRunQuantiles,
     otlp_dropped: Family<SignalLabels, Counter>,
     result_write_failures: Counter,
     /// Bumped by every event that changes the series: lets an endpoint reuse an encoding.
@@ -179,6 +217,13 @@ impl Telemetry {
             offered: Family::default(),
             error_ratio: Family::default(),
             race_rounds: Family::default(),
+            pubsub: PubsubFamilies::default(),
+            redis_operations: Family::default(),
+            redis_operation_errors: Family::default(),
+            redis_operation_latency: LastRunQuantiles::with_labels(&["probe", "operation"]),
+            sql_queries: Family::default(),
+            sql_query_errors: Family::default(),
+            sql_query_latency: LastRunQuantiles::with_labels(&["probe", "query"]),
             otlp_dropped: Family::default(),
             result_write_failures: Counter::default(),
             generation: AtomicU64::new(0),
@@ -269,6 +314,63 @@ impl Telemetry {
             "race_rounds",
             "Race rounds by outcome (single_winner, multiple_winners, no_winner)",
             t.race_rounds.clone(),
+        );
+        r.register(
+            "pubsub_delivery_ratio",
+            "Distinct expected deliveries received / expected (published x subscribers) of the last run",
+            t.pubsub.delivery_ratio.clone(),
+        );
+        r.register(
+            "pubsub_published_messages",
+            "Messages published successfully",
+            t.pubsub.published.clone(),
+        );
+        r.register(
+            "pubsub_delivered_messages",
+            "Distinct expected deliveries received, all subscribers together",
+            t.pubsub.delivered.clone(),
+        );
+        r.register(
+            "pubsub_lost_messages",
+            "Expected deliveries that never arrived within the grace period",
+            t.pubsub.lost.clone(),
+        );
+        r.register(
+            "pubsub_duplicate_messages",
+            "Messages received again by a subscriber that already had them",
+            t.pubsub.duplicates.clone(),
+        );
+        r.register(
+            "redis_operations",
+            "Redis operations by configured operation name",
+            t.redis_operations.clone(),
+        );
+        r.register(
+            "redis_operation_errors",
+            "Failed Redis operations by configured operation name and error kind",
+            t.redis_operation_errors.clone(),
+        );
+        r.register_with_unit(
+            "redis_operation_latency",
+            "Exact percentiles of the successful operations of the last run, by operation",
+            Unit::Seconds,
+            t.redis_operation_latency.clone(),
+        );
+        r.register(
+            "sql_queries",
+            "SQL queries by configured query name",
+            t.sql_queries.clone(),
+        );
+        r.register(
+            "sql_query_errors",
+            "Failed SQL queries by configured query name and error kind",
+            t.sql_query_errors.clone(),
+        );
+        r.register_with_unit(
+            "sql_query_latency",
+            "Exact percentiles of the successful queries of the last run, by query",
+            Unit::Seconds,
+            t.sql_query_latency.clone(),
         );
         r.register_with_unit(
             "fault_recovery",
@@ -424,6 +526,7 @@ impl Telemetry {
                 .get_or_create(&labels)
                 .inc_by(o.buckets.count());
         }
+        self.record_kind_series(r);
         if let Some(stats) = &r.stats {
             for (endpoint, e) in &stats.endpoints {
                 for (kind, n) in &e.errors_by_kind {
@@ -436,20 +539,8 @@ impl Telemetry {
                         .inc_by(*n);
                 }
             }
-            let l = &stats.latency_ms;
-            // Milliseconds with three decimals are whole microseconds: keep them exact.
-            let secs = |ms: f64| (ms * 1000.0).round() / 1e6;
-            self.latency.set(
-                &r.probe,
-                [
-                    secs(l.p50),
-                    secs(l.p90),
-                    secs(l.p95),
-                    secs(l.p99),
-                    secs(l.p999),
-                    secs(l.max),
-                ],
-            );
+            self.latency
+                .set(&r.probe, quantile_seconds(&stats.latency_ms));
             self.throughput.get_or_create(&probe).set(stats.rps);
             match stats.offered_rps {
                 Some(o) => {
@@ -582,6 +673,82 @@ impl Telemetry {
         }
     }
 
+    /// The series of a kind's own figures: pub/sub deliveries, Redis operations, SQL queries.
+    fn record_kind_series(&self, r: &ProbeResult) {
+        let probe = || LabelValue::from(r.probe.as_str());
+        if let Some(p) = r.pubsub() {
+            let l = ProbeLabels { probe: probe() };
+            self.pubsub
+                .delivery_ratio
+                .get_or_create(&l)
+                .set(p.delivery_ratio);
+            for (family, n) in [
+                (&self.pubsub.published, p.published),
+                (&self.pubsub.delivered, p.delivered),
+                (&self.pubsub.lost, p.lost),
+                (&self.pubsub.duplicates, p.duplicates),
+            ] {
+                family.get_or_create(&l).inc_by(n);
+            }
+        }
+        let (Some(stats), Kind::Redis | Kind::Sql) = (&r.stats, r.kind) else {
+            return;
+        };
+        let latency = match r.kind {
+            Kind::Sql => &self.sql_query_latency,
+            _ => &self.redis_operation_latency,
+        };
+        // An operation renamed or removed by a reload leaves the last-run quantiles.
+        latency.retain_probe(&r.probe, |k| {
+            k.get(1).is_some_and(|op| stats.endpoints.contains_key(op))
+        });
+        for (op, e) in &stats.endpoints {
+            if r.kind == Kind::Sql {
+                self.sql_queries
+                    .get_or_create(&QueryLabels {
+                        probe: probe(),
+                        query: op.into(),
+                    })
+                    .inc_by(e.requests);
+                for (kind, n) in &e.errors_by_kind {
+                    self.sql_query_errors
+                        .get_or_create(&QueryErrorLabels {
+                            probe: probe(),
+                            query: op.into(),
+                            kind: kind.into(),
+                        })
+                        .inc_by(*n);
+                }
+            } else {
+                self.redis_operations
+                    .get_or_create(&OperationLabels {
+                        probe: probe(),
+                        operation: op.into(),
+                    })
+                    .inc_by(e.requests);
+                for (kind, n) in &e.errors_by_kind {
+                    self.redis_operation_errors
+                        .get_or_create(&OperationErrorLabels {
+                            probe: probe(),
+                            operation: op.into(),
+                            kind: kind.into(),
+                        })
+                        .inc_by(*n);
+                }
+            }
+            // Percentiles of successful operations only: an operation that always failed has
+            // none to show (and not a row of zeros).
+            if e.requests > e.errors {
+                latency.set_keyed(
+                    vec![r.probe.clone(), op.clone()],
+                    quantile_seconds(&e.latency_ms),
+                );
+            } else {
+                latency.retain_probe(&r.probe, |k| k.get(1) != Some(op));
+            }
+        }
+    }
+
     /// Runs waiting in the baseline store's spool.
     pub fn record_spooled(&self, n: usize) {
         let before = self.store_spooled.set(n as i64);
@@ -635,7 +802,10 @@ impl Telemetry {
         }
         self.probe_success.remove(&l);
         self.probe_grade.remove(&l);
+        self.pubsub.delivery_ratio.remove(&l);
         self.latency.remove(probe);
+        self.redis_operation_latency.remove(probe);
+        self.sql_query_latency.remove(probe);
         self.changed();
     }
 
@@ -668,13 +838,16 @@ impl Telemetry {
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing into a String cannot fail");
-        // `plimsoll_latency_seconds` carries client-computed quantiles of the last run: that is
-        // a summary (quantile samples only), which the library has no type for. Declaring it a
+        // The `SUMMARIES` carry client-computed quantiles of the last run: each is a summary
+        // (quantile samples only), which the library has no type for. Declaring it a
         // gauge would make the `quantile` label illegal for linters and parsers.
-        out.replace(
-            "# TYPE plimsoll_latency_seconds gauge\n",
-            "# TYPE plimsoll_latency_seconds summary\n",
-        )
+        for name in SUMMARIES {
+            out = out.replace(
+                &format!("# TYPE {name} gauge\n"),
+                &format!("# TYPE {name} summary\n"),
+            );
+        }
+        out
     }
 
     /// The exposition in the classic Prometheus text format (0.0.4), for clients that do not
@@ -682,6 +855,37 @@ impl Telemetry {
     pub fn encode_text(&self) -> String {
         openmetrics_to_text(&self.encode_openmetrics())
     }
+}
+
+/// The families of last-run quantiles ([`LastRunQuantiles`]): summaries of quantile samples.
+const SUMMARIES: [&str; 3] = [
+    "plimsoll_latency_seconds",
+    "plimsoll_redis_operation_latency_seconds",
+    "plimsoll_sql_query_latency_seconds",
+];
+
+/// The pub/sub probe's delivery figures.
+#[derive(Default)]
+struct PubsubFamilies {
+    delivery_ratio: Family<ProbeLabels, GaugeF>,
+    published: Family<ProbeLabels, Counter>,
+    delivered: Family<ProbeLabels, Counter>,
+    lost: Family<ProbeLabels, Counter>,
+    duplicates: Family<ProbeLabels, Counter>,
+}
+
+/// A latency summary's quantiles ([`quantiles::QUANTILE_LABELS`]) in seconds.
+fn quantile_seconds(l: &crate::report::LatencySummary) -> [f64; 6] {
+    // Milliseconds with three decimals are whole microseconds: keep them exact.
+    let secs = |ms: f64| (ms * 1000.0).round() / 1e6;
+    [
+        secs(l.p50),
+        secs(l.p90),
+        secs(l.p95),
+        secs(l.p99),
+        secs(l.p999),
+        secs(l.max),
+    ]
 }
 
 /// Rewrites OpenMetrics text as Prometheus text 0.0.4: counter families take their `_total`

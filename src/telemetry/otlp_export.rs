@@ -68,10 +68,12 @@ impl FailureLog {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
+            let held = super::sdk_log::take_held();
             tracing::warn!(
                 signal,
                 lost,
-                "OTLP export failed (counted in plimsoll_otlp_dropped_total; next report in a minute at the earliest): {why}"
+                library_lines_held = held,
+                "OTLP export failed (counted in plimsoll_otlp_dropped_total; next report in a minute at the earliest; the OpenTelemetry library's own repeated lines are held to one a minute each): {why}"
             );
         }
     }

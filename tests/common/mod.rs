@@ -121,3 +121,25 @@ pub fn drain(mut s: TcpStream) {
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
 }
+
+/// `promtool check metrics` on an exposition: parse errors and lint findings fail the test.
+pub fn promtool_check(text: &str) {
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("promtool runs (scripts/test installs the prometheus package)");
+    // promtool exits 0 on lint-clean input, 3 on lint findings only, 1 on a parse error.
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {report}\n{text}");
+}
