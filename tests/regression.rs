@@ -356,3 +356,59 @@ fn a_30_percent_slowdown_opens_the_regression_alert_in_prometheus_and_it_closes_
         daemon.log_text()
     );
 }
+
+#[test]
+fn percentage_mode_reports_when_a_run_opens_and_clears_the_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = SlowableTarget::start();
+    let cfg = config(dir.path(), &target.url, "");
+    // Against the pinned run (the first), 20 % worse at most.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "figures = [\"p50\"]",
+        "figures = [\"p50\"]\nmode = \"percentage\"\npercentage_tolerance = 0.2",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let p50_line = |summary: &str| {
+        summary
+            .lines()
+            .find(|l| l.trim_start().starts_with("regression  p50"))
+            .map(str::trim)
+            .map(String::from)
+    };
+
+    // The first run is the pinned baseline: within it, nothing to say.
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 0, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(doc["regression"]["mode"], "percentage", "{doc:#}");
+    assert_eq!(p50["state"], "ok", "{doc:#}");
+    assert!(p50.get("transition").is_none(), "{doc:#}");
+    assert_eq!(p50_line(&summary), None, "{summary}");
+
+    // 20 ms → 30 ms: the first slow run opens the regression, the second keeps it open.
+    target.slow_by(Duration::from_millis(10));
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 1, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "open", "{doc:#}");
+    assert_eq!(p50["transition"], "opened", "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("open (opened by this run)"), "{line}");
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 1, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "open", "{doc:#}");
+    assert!(p50.get("transition").is_none(), "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("  open"), "{line}");
+
+    // The target is back: the next run clears it.
+    target.slow_by(Duration::ZERO);
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 0, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "ok", "{doc:#}");
+    assert_eq!(p50["transition"], "cleared", "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("ok (cleared by this run)"), "{line}");
+}
