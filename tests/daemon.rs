@@ -531,11 +531,14 @@ url = "/delay?ms=5"
 fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
     let b = Backend::start();
     let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
     let config = |name: &str, rate: &str| {
         format!(
             r#"
 [report]
 dir = ""
+[baseline]
+store = "{}"
 [[target]]
 name = "sample"
 url = "{}"
@@ -549,6 +552,7 @@ phases = [{{ duration = "200ms", rate = {rate} }}]
 [probe.load.request]
 url = "/health"
 "#,
+            store.display(),
             b.url
         )
     };
@@ -573,6 +577,9 @@ url = "/health"
         d.log_text()
     );
     let runs_before = d.probes()[0]["runs"].as_u64().unwrap();
+    // Judged against its (warming) baseline: the probe has regression gauges.
+    let (_, text) = d.get("/metrics", &[]);
+    assert!(regression_series(&text, "first") > 0, "{text}");
     let p = d.wait_for(Duration::from_secs(10), |p| {
         p[0]["runs"].as_u64() > Some(runs_before)
     });
@@ -589,6 +596,19 @@ url = "/health"
     let (_, text) = d.get("/metrics", &[]);
     assert!(!text.contains("plimsoll_probe_success{probe=\"first\"}"));
     assert!(text.contains("plimsoll_probe_runs_total{probe=\"first\""));
+    // So are its regression gauges, while the new probe has its own.
+    assert_eq!(regression_series(&text, "first"), 0, "{text}");
+    assert!(regression_series(&text, "second") > 0, "{text}");
+}
+
+/// The regression gauges' series of a probe in an exposition.
+fn regression_series(text: &str, probe: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            (l.starts_with("plimsoll_regression") || l.starts_with("plimsoll_baseline_value"))
+                && l.contains(&format!("probe=\"{probe}\""))
+        })
+        .count()
 }
 
 #[test]

@@ -119,24 +119,23 @@ url = "/delay?ms=20"
     path
 }
 
-/// `plimsoll once`: its exit code and its result document.
-fn once(config: &Path, out: &Path) -> (i32, Value) {
+/// `plimsoll once --out -`: its exit code, its result document (stdout) and its terminal
+/// summary (stderr, where `--out -` moves it).
+fn once(config: &Path) -> (i32, Value, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_plimsoll"))
-        .args(["once", "--config"])
+        .args(["once", "--out", "-", "--config"])
         .arg(config)
-        .arg("--out")
-        .arg(out)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let text = std::fs::read_to_string(out).unwrap_or_else(|_| {
-        panic!(
-            "no result document; stderr:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    let doc = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    (o.status.code().unwrap(), doc)
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line = stdout
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no result document; stderr:\n{stderr}"));
+    let doc = serde_json::from_str(line).unwrap();
+    (o.status.code().unwrap(), doc, stderr)
 }
 
 fn plimsoll(args: &[&str]) -> (i32, String, String) {
@@ -156,35 +155,67 @@ fn once_against_a_regressed_baseline_exits_1_with_the_regression_block() {
     let dir = tempfile::tempdir().unwrap();
     let target = SlowableTarget::start();
     let cfg = config(dir.path(), &target.url, "");
-    let out = dir.path().join("result.jsonl");
 
     // Warm-up: the first four steady runs are not judged (the fifth completes the baseline);
-    // all pass.
+    // all pass, and the summary says how far the warm-up is.
+    let mut p99s = Vec::new();
     for i in 0..5 {
-        let (code, doc) = once(&cfg, &out);
+        let (code, doc, summary) = once(&cfg);
         assert_eq!(code, 0, "steady run {i}: {doc:#}");
         let state = &doc["regression"]["figures"]["p50"]["state"];
         assert_eq!(state, if i < 4 { "warmup" } else { "ok" }, "{doc:#}");
+        let warming = format!("baseline    warming up ({}/5 runs)", i + 1);
+        assert_eq!(summary.contains(&warming), i < 4, "run {i}:\n{summary}");
+        assert!(!summary.contains("regression  "), "{summary}");
+        p99s.push(doc["stats"]["latency_ms"]["p99"].as_f64().unwrap());
     }
-    let (code, doc) = once(&cfg, &out);
+    let (code, doc, summary) = once(&cfg);
     assert_eq!(code, 0, "{doc:#}");
     let p50 = &doc["regression"]["figures"]["p50"];
     assert_eq!(p50["state"], "ok", "{doc:#}");
     let baseline = p50["baseline"].as_f64().unwrap();
     assert!((19.0..25.0).contains(&baseline), "{doc:#}");
+    // A figure steadily within its baseline prints nothing.
+    assert!(!summary.contains("regression  "), "{summary}");
+    assert!(!summary.contains("warming up"), "{summary}");
+    p99s.push(doc["stats"]["latency_ms"]["p99"].as_f64().unwrap());
+
+    // Each run's merged histogram is stored: `show --json` recomputes the latency over the six
+    // runs, and the p99 of their union lies between the runs' own lowest and highest p99.
+    let config = cfg.to_str().unwrap();
+    let (code, text, err) = plimsoll(&["baseline", "--config", config, "show", "delay", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["latency_runs"], 6, "{shown:#}");
+    let merged = shown["latency_ms"]["p99"].as_f64().unwrap();
+    let (lo, hi) = p99s
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    assert!(
+        lo - 0.001 <= merged && merged <= hi + 0.001,
+        "merged p99 {merged} outside the runs' {p99s:?}"
+    );
+    let p50 = shown["latency_ms"]["p50"].as_f64().unwrap();
+    assert!((19.0..25.0).contains(&p50), "{shown:#}");
+    let (code, text, err) = plimsoll(&["baseline", "--config", config, "show", "delay"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("latency over the 6 stored run(s) of the series: p50"),
+        "{text}"
+    );
 
     // The target slows by half: the first slow run is held as a possible outlier, the next
     // confirms it and the regression opens; `once` exits 1 (warning).
     target.slow_by(Duration::from_millis(10));
     let mut opened = None;
     for _ in 0..3 {
-        let (code, doc) = once(&cfg, &out);
+        let (code, doc, summary) = once(&cfg);
         if code != 0 {
-            opened = Some((code, doc));
+            opened = Some((code, doc, summary));
             break;
         }
     }
-    let (code, doc) = opened.expect("a regression within 3 slow runs");
+    let (code, doc, summary) = opened.expect("a regression within 3 slow runs");
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(doc["grade"], "warning", "{doc:#}");
     let p50 = &doc["regression"]["figures"]["p50"];
@@ -193,12 +224,25 @@ fn once_against_a_regressed_baseline_exits_1_with_the_regression_block() {
     let shift = p50["shift_ratio"].as_f64().unwrap();
     assert!((0.3..0.7).contains(&shift), "shift {shift}: {doc:#}");
     assert!(doc["grade_reason"].as_str().unwrap().contains("regression"));
+    // The summary has the figure's line: baseline, current, shift and state, as judged.
+    let line = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("regression  p50"))
+        .unwrap_or_else(|| panic!("no regression line:\n{summary}"));
+    let base = p50["baseline"].as_f64().unwrap();
+    let current = p50["current"].as_f64().unwrap();
+    assert!(line.contains(&format!("baseline {base:.3}")), "{line}");
+    assert!(line.contains(&format!("current {current:.3}")), "{line}");
+    assert!(
+        line.contains(&format!("shift {:+.1} %", shift * 100.0)),
+        "{line}"
+    );
+    assert!(line.ends_with("open (opened by this run)"), "{line}");
 
     // The CLI sees the same: `show --json` has p50 open, `compare` prints it worse.
     let store = dir.path().join("store").join("plimsoll.db");
     let store = store.to_str().unwrap();
     // `--config` brings the store and the test's detector settings.
-    let config = cfg.to_str().unwrap();
     let (code, text, err) = plimsoll(&["baseline", "--config", config, "show", "delay", "--json"]);
     assert_eq!(code, 0, "{err}");
     let shown: Value = serde_json::from_str(&text).unwrap();
@@ -214,9 +258,10 @@ fn once_against_a_regressed_baseline_exits_1_with_the_regression_block() {
     // Accepting the new level starts the series again: the next run warms up, exit 0.
     let (code, _, err) = plimsoll(&["baseline", "--store", store, "accept", "delay"]);
     assert_eq!(code, 0, "{err}");
-    let (code, doc) = once(&cfg, &out);
+    let (code, doc, summary) = once(&cfg);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["regression"]["figures"]["p50"]["state"], "warmup");
+    assert!(summary.contains("warming up (1/5 runs)"), "{summary}");
 
     // Every run is in the store: 6 steady, the slow ones, the one after the accept.
     let (code, text, _) = plimsoll(&["baseline", "--store", store, "export"]);
@@ -310,4 +355,60 @@ fn a_30_percent_slowdown_opens_the_regression_alert_in_prometheus_and_it_closes_
         "{}",
         daemon.log_text()
     );
+}
+
+#[test]
+fn percentage_mode_reports_when_a_run_opens_and_clears_the_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = SlowableTarget::start();
+    let cfg = config(dir.path(), &target.url, "");
+    // Against the pinned run (the first), 20 % worse at most.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "figures = [\"p50\"]",
+        "figures = [\"p50\"]\nmode = \"percentage\"\npercentage_tolerance = 0.2",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let p50_line = |summary: &str| {
+        summary
+            .lines()
+            .find(|l| l.trim_start().starts_with("regression  p50"))
+            .map(str::trim)
+            .map(String::from)
+    };
+
+    // The first run is the pinned baseline: within it, nothing to say.
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 0, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(doc["regression"]["mode"], "percentage", "{doc:#}");
+    assert_eq!(p50["state"], "ok", "{doc:#}");
+    assert!(p50.get("transition").is_none(), "{doc:#}");
+    assert_eq!(p50_line(&summary), None, "{summary}");
+
+    // 20 ms → 30 ms: the first slow run opens the regression, the second keeps it open.
+    target.slow_by(Duration::from_millis(10));
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 1, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "open", "{doc:#}");
+    assert_eq!(p50["transition"], "opened", "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("open (opened by this run)"), "{line}");
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 1, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "open", "{doc:#}");
+    assert!(p50.get("transition").is_none(), "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("  open"), "{line}");
+
+    // The target is back: the next run clears it.
+    target.slow_by(Duration::ZERO);
+    let (code, doc, summary) = once(&cfg);
+    assert_eq!(code, 0, "{doc:#}");
+    let p50 = &doc["regression"]["figures"]["p50"];
+    assert_eq!(p50["state"], "ok", "{doc:#}");
+    assert_eq!(p50["transition"], "cleared", "{doc:#}");
+    let line = p50_line(&summary).unwrap_or_else(|| panic!("{summary}"));
+    assert!(line.ends_with("ok (cleared by this run)"), "{line}");
 }

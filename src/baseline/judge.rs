@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use sha1::{Digest, Sha1};
 
 use super::{
-    DetectorSettings, FigureSpec, PercentageComparison, Recorded, RegressionDetector, Retention,
-    RunRecord, Store, StoreError, StoreOptions, Transition, DEFAULT_FILE,
+    histogram, DetectorSettings, FigureSpec, PercentageComparison, Recorded, RegressionDetector,
+    RegressionState, Retention, RunRecord, Store, StoreError, StoreOptions, Transition,
+    DEFAULT_FILE,
 };
 use crate::config::{BaselineConfig, Config, ProbeConfig};
 use crate::report::{ProbeResult, RegressionBlock, RegressionFigure};
@@ -166,7 +167,21 @@ pub fn record_of(r: &ProbeResult, fingerprint: &str) -> RunRecord {
         grade: r.grade.as_str().to_string(),
         document: serde_json::to_value(r).unwrap_or(serde_json::Value::Null),
         figures: headline_figures(r),
-        histogram: None,
+        histogram: latency_histogram(r),
+    }
+}
+
+/// The run's merged latency histogram in the stored format, when the run has latency figures
+/// (at least one successful request). A histogram that does not encode is left out: the
+/// run's figures matter more than its histogram.
+fn latency_histogram(r: &ProbeResult) -> Option<Vec<u8>> {
+    let h = r.detail.latency.as_ref().filter(|h| !h.is_empty())?;
+    match histogram::encode(h) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::warn!(probe = %r.probe, "baseline: {e}; the run is stored without it");
+            None
+        }
     }
 }
 
@@ -243,9 +258,11 @@ async fn judge_figures(
     let chosen = figures
         .iter()
         .filter(|(n, _)| wanted.is_empty() || wanted.iter().any(|w| w == n));
+    let settings = detector_settings(cfg);
     let mut block = RegressionBlock {
         mode: cfg.mode.clone(),
         figures: Default::default(),
+        min_runs: settings.min_reference as u64,
     };
     if cfg.mode == "percentage" {
         let pinned = store.pinned(probe, fp).await?;
@@ -257,13 +274,25 @@ async fn judge_figures(
                 .map(|(_, v)| *v);
             let figure = match base {
                 Some(b) => {
-                    let c =
-                        PercentageComparison::compare(spec, b, *value, cfg.percentage_tolerance);
+                    let tolerance = cfg.percentage_tolerance;
+                    let c = PercentageComparison::compare(spec, b, *value, tolerance);
+                    // This run is the newest of the series; the one before it says whether
+                    // this run opened or cleared the regression.
+                    let series = store.figures(probe, name, fp, 2).await?;
+                    let before = match series.as_slice() {
+                        [previous, _latest] => Some(
+                            PercentageComparison::compare(spec, b, previous.value, tolerance).state,
+                        ),
+                        _ => None,
+                    };
                     RegressionFigure {
                         baseline: Some(b),
                         current: *value,
                         shift_ratio: Some(c.change_ratio),
                         state: c.state.as_str().to_string(),
+                        transition: before
+                            .and_then(|s| percentage_transition(s, c.state))
+                            .map(transition_name),
                         runs: 1,
                         ..Default::default()
                     }
@@ -279,7 +308,6 @@ async fn judge_figures(
         }
         return Ok(block);
     }
-    let settings = detector_settings(cfg);
     // The whole kept series, so a restart of the daemon reaches the same state.
     let limit = cfg.retention_runs.max(cfg.detector.window);
     for (name, _) in chosen {
@@ -299,18 +327,31 @@ async fn judge_figures(
                 statistic: Some(state.statistic),
                 threshold: Some(state.threshold),
                 state: state.state.as_str().to_string(),
-                transition: state.transition.map(|t| {
-                    match t {
-                        Transition::Opened => "opened",
-                        Transition::Cleared => "cleared",
-                    }
-                    .to_string()
-                }),
+                transition: state.transition.map(transition_name),
                 runs: state.runs as u64,
             },
         );
     }
     Ok(block)
+}
+
+/// The document's word for a transition.
+fn transition_name(t: Transition) -> String {
+    match t {
+        Transition::Opened => "opened",
+        Transition::Cleared => "cleared",
+    }
+    .to_string()
+}
+
+/// What a run in `percentage` mode did to the regression, from the previous run's state to
+/// its own: there is no hysteresis in this mode, so every crossing of the tolerance is one.
+fn percentage_transition(before: RegressionState, now: RegressionState) -> Option<Transition> {
+    match (before, now) {
+        (RegressionState::Open, RegressionState::Ok) => Some(Transition::Cleared),
+        (RegressionState::Ok, RegressionState::Open) => Some(Transition::Opened),
+        _ => None,
+    }
 }
 
 /// Puts the block into the document and raises the grade of a regressed run.

@@ -689,23 +689,30 @@ impl Store {
         .await
     }
 
-    /// The stored histograms of a probe's fingerprint, newest `limit` runs (for
-    /// [`histogram::merge`](super::histogram::merge)).
+    /// The stored histograms of the series the detector judges (one probe and fingerprint,
+    /// from the probe's latest accept on), newest `limit` runs first, for
+    /// [`histogram::merge`](super::histogram::merge).
     pub async fn histograms(
         &self,
         probe: &str,
         fingerprint: &str,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let since_us = self
+            .acceptance(probe)
+            .await?
+            .map_or(i64::MIN, |a| a.from.timestamp_micros());
         self.bounded(async {
             Ok(with_pool!(self, pool => {
                 sqlx::query_scalar(
                     "SELECT histogram FROM runs
                      WHERE probe = $1 AND fingerprint = $2 AND histogram IS NOT NULL
-                     ORDER BY started_at_us DESC LIMIT $3",
+                       AND started_at_us >= $3
+                     ORDER BY started_at_us DESC LIMIT $4",
                 )
                 .bind(probe)
                 .bind(fingerprint)
+                .bind(since_us)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?

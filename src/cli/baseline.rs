@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{print_config_errors, stdout, Exit};
 use crate::baseline::{self, FigureSpec, RegressionDetector, RunSummary, Store};
 use crate::config::{self, BaselineConfig};
+use crate::report::LatencySummary;
 
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
@@ -221,6 +222,45 @@ async fn states(
     Ok(out)
 }
 
+/// The latency percentiles recomputed over the stored histograms of the probe's series (the
+/// runs the detector judges), and how many runs they merge; `None` when no run of the series
+/// kept one (kinds without HTTP latency). A stored histogram that does not decode is reported
+/// and left out of the merge rather than failing the command.
+async fn merged_latency(
+    store: &Store,
+    cfg: &BaselineConfig,
+    probe: &str,
+    fingerprint: &str,
+) -> Result<Option<(usize, LatencySummary)>, Failure> {
+    let limit = cfg.retention_runs.max(cfg.detector.window);
+    let stored = store.histograms(probe, fingerprint, limit).await?;
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    let mut runs = 0;
+    for bytes in &stored {
+        let h = match baseline::histogram::decode(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("{probe}: a stored run's {e}; left out of the merged latency");
+                continue;
+            }
+        };
+        let added = match &mut merged {
+            None => {
+                merged = Some(h);
+                Ok(())
+            }
+            Some(m) => m.add(&h),
+        };
+        match added {
+            Ok(()) => runs += 1,
+            Err(e) => eprintln!("{probe}: a stored run's latency histogram does not merge ({e:?})"),
+        }
+    }
+    Ok(merged
+        .filter(|h| !h.is_empty())
+        .map(|h| (runs, LatencySummary::from_micros(&h))))
+}
+
 async fn show(
     store: &Store,
     cfg: &BaselineConfig,
@@ -232,6 +272,7 @@ async fn show(
     let recent = store.runs(probe, runs).await?;
     let figures = states(store, cfg, probe, &last.fingerprint).await?;
     let accepted = store.acceptance(probe).await?;
+    let latency = merged_latency(store, cfg, probe, &last.fingerprint).await?;
     if as_json {
         let doc = json!({
             "probe": probe,
@@ -257,6 +298,8 @@ async fn show(
                 "state": s.state.as_str(),
                 "runs": s.runs,
             }))).collect::<serde_json::Map<_, _>>(),
+            "latency_ms": latency.as_ref().map(|(_, l)| l),
+            "latency_runs": latency.as_ref().map_or(0, |(n, _)| *n),
         });
         return Ok(format!(
             "{}\n",
@@ -287,6 +330,14 @@ async fn show(
             s.statistic,
             s.state.as_str(),
             s.runs
+        );
+    }
+    if let Some((n, l)) = &latency {
+        let _ = writeln!(
+            out,
+            "\nlatency over the {n} stored run(s) of the series: p50 {:.2}  p95 {:.2}  p99 {:.2}  \
+             p99.9 {:.2}  max {:.2} ms",
+            l.p50, l.p95, l.p99, l.p999, l.max
         );
     }
     let _ = writeln!(out, "\nlatest runs:");

@@ -296,7 +296,9 @@ impl<'a> Search<'a> {
             ));
         }
         let stats = self.best.as_ref().map(stats_of);
-        let detail = self.all.as_ref().map(detail_of).unwrap_or_default();
+        let mut detail = self.all.as_ref().map(detail_of).unwrap_or_default();
+        // The stored histogram goes with the headline percentiles: the best passing step's.
+        detail.latency = self.best.as_ref().map(|o| o.recorder.total_latency());
         ProbeResult::graded(
             self.probe,
             self.started_at,

@@ -155,6 +155,10 @@ pub struct RegressionBlock {
     pub mode: String,
     /// By figure name (`p99`, `rps`, `error_rate`, …).
     pub figures: BTreeMap<String, RegressionFigure>,
+    /// Runs a new series needs before it is judged (`detect` mode's warm-up), for the
+    /// terminal summary's "warming up (3/5 runs)". Not part of the document.
+    #[serde(skip)]
+    pub min_runs: u64,
 }
 
 impl RegressionBlock {
@@ -204,6 +208,10 @@ pub struct RunDetail {
     pub client_spans: Vec<crate::engine::ClientSpan>,
     /// The fault kind's actions (each inject and its clear), one span each.
     pub fault_actions: Vec<FaultActionSpan>,
+    /// The merged latency histogram of the successful requests behind `stats.latency_ms`, in
+    /// microseconds (HTTP kinds): the baseline store keeps it so percentiles over many runs
+    /// can be recomputed. Not part of the document.
+    pub latency: Option<Histogram<u64>>,
 }
 
 /// One fault action as a span: what ran, when, and whether it did what it should.

@@ -45,6 +45,7 @@ pub fn detail_of(o: &LoadOutcome) -> RunDetail {
         requests,
         client_spans: o.client_spans.clone(),
         fault_actions: Vec::new(),
+        latency: Some(o.recorder.total_latency()),
     }
 }
 

@@ -52,6 +52,52 @@ fn operations_table(s: &super::Stats) -> String {
     t
 }
 
+/// The run against its stored baseline: a line per figure in an open regression or that this
+/// run opened or cleared (baseline, current, shift, state), and one line while the series
+/// still warms up. A figure steadily within its baseline says nothing.
+fn regression_lines(b: &super::RegressionBlock) -> Vec<String> {
+    let mut lines = Vec::new();
+    let warming = b
+        .figures
+        .values()
+        .filter(|f| f.state == "warmup")
+        .map(|f| f.runs)
+        .max();
+    if let Some(runs) = warming {
+        lines.push(if b.mode == "percentage" {
+            "baseline    no pinned value yet for some figures".to_string()
+        } else {
+            format!("baseline    warming up ({runs}/{} runs)", b.min_runs)
+        });
+    }
+    for (name, f) in &b.figures {
+        if f.state != "open" && f.transition.is_none() {
+            continue;
+        }
+        let number = |v: f64| {
+            if v.abs() >= 100.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.3}")
+            }
+        };
+        let mut line = format!(
+            "regression  {name:<12} baseline {}  current {}",
+            f.baseline.map_or_else(|| "-".to_string(), number),
+            number(f.current)
+        );
+        if let Some(x) = f.shift_ratio {
+            let _ = write!(line, "  shift {:+.1} %", x * 100.0);
+        }
+        let _ = write!(line, "  {}", f.state);
+        if let Some(t) = &f.transition {
+            let _ = write!(line, " ({t} by this run)");
+        }
+        lines.push(line);
+    }
+    lines
+}
+
 /// Renders the summary of several results, without colour.
 pub fn render(results: &[ProbeResult]) -> String {
     render_with(results, false)
@@ -247,6 +293,9 @@ pub fn render_with(results: &[ProbeResult], colour: bool) -> String {
                 t.value_text(),
                 t.band_text()
             ));
+        }
+        if let Some(b) = &r.regression {
+            lines.extend(regression_lines(b));
         }
         for n in &r.notes {
             // The forced reasons open the notes and are already the grade's reason.

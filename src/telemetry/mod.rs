@@ -14,6 +14,7 @@ mod otlp_tls;
 mod quantiles;
 mod sdk_log;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -189,6 +190,9 @@ pub struct Telemetry {
     baseline_value: Family<MetricLabels, GaugeF>,
     regression: Family<MetricLabels, Gauge>,
     regression_shift: Family<MetricLabels, GaugeF>,
+    /// The figures each probe has regression series for: the families cannot be listed by
+    /// label, and [`Telemetry::forget_probe`] must remove them all.
+    regression_figures: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
     store_spooled: Gauge,
 }
 
@@ -236,6 +240,7 @@ impl Telemetry {
             baseline_value: Family::default(),
             regression: Family::default(),
             regression_shift: Family::default(),
+            regression_figures: Default::default(),
             store_spooled: Gauge::default(),
             registry: Registry::default(),
         };
@@ -646,6 +651,12 @@ impl Telemetry {
     /// The baseline, the state and the shift of each judged figure. A figure still warming
     /// up has no baseline yet: its gauges are absent and `plimsoll_regression` is 0.
     fn record_regression(&self, probe: &str, block: &crate::report::RegressionBlock) {
+        self.regression_figures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(probe.to_string())
+            .or_default()
+            .extend(block.figures.keys().cloned());
         for (metric, f) in &block.figures {
             let l = MetricLabels {
                 probe: probe.into(),
@@ -784,8 +795,8 @@ impl Telemetry {
         self.changed();
     }
 
-    /// Drops the last-run gauges of a probe that left the configuration (counters stay, as
-    /// Prometheus expects of counters).
+    /// Drops the last-run gauges of a probe that left the configuration, its regression
+    /// gauges included (counters stay, as Prometheus expects of counters).
     pub fn forget_probe(&self, probe: &str) {
         let l = ProbeLabels {
             probe: probe.into(),
@@ -806,6 +817,21 @@ impl Telemetry {
         self.latency.remove(probe);
         self.redis_operation_latency.remove(probe);
         self.sql_query_latency.remove(probe);
+        let figures = self
+            .regression_figures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(probe)
+            .unwrap_or_default();
+        for metric in figures {
+            let l = MetricLabels {
+                probe: probe.into(),
+                metric: metric.as_str().into(),
+            };
+            self.regression.remove(&l);
+            self.baseline_value.remove(&l);
+            self.regression_shift.remove(&l);
+        }
         self.changed();
     }
 
@@ -975,6 +1001,65 @@ mod tests {
         )));
         assert!(text.contains("plimsoll_probe_skipped_total{probe=\"p\",reason=\"overlap\"} 2"));
         assert!(t.encode_openmetrics().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_forgotten_probe_loses_its_regression_gauges() {
+        use crate::report::{RegressionBlock, RegressionFigure};
+        let t = Telemetry::new();
+        let result = |probe: &str| {
+            let figure = |state: &str| RegressionFigure {
+                baseline: Some(20.0),
+                current: 26.0,
+                shift_ratio: Some(0.3),
+                state: state.into(),
+                runs: 12,
+                ..Default::default()
+            };
+            crate::report::ProbeResult {
+                schema: crate::report::SCHEMA.into(),
+                probe: probe.into(),
+                kind: crate::config::Kind::Load,
+                started_at: "2026-11-26T00:00:00Z".into(),
+                duration_s: 1.0,
+                grade: Grade::Warning,
+                grade_reason: String::new(),
+                stats: None,
+                aborted: None,
+                refused: None,
+                regression: Some(RegressionBlock {
+                    mode: "detect".into(),
+                    figures: [("p50".into(), figure("open")), ("rps".into(), figure("ok"))]
+                        .into_iter()
+                        .collect(),
+                    min_runs: 5,
+                }),
+                block: None,
+                thresholds: Vec::new(),
+                notes: Vec::new(),
+                detail: Default::default(),
+            }
+        };
+        t.record_run(&result("gone"), 0.0);
+        t.record_run(&result("kept"), 0.0);
+        let series = |text: &str, probe: &str| {
+            text.lines()
+                .filter(|l| {
+                    ["plimsoll_regression", "plimsoll_baseline_value"]
+                        .iter()
+                        .any(|f| l.starts_with(f))
+                        && l.contains(&format!("probe=\"{probe}\""))
+                })
+                .count()
+        };
+        let text = t.encode_text();
+        assert!(text.contains("plimsoll_regression{probe=\"gone\",metric=\"p50\"} 1"));
+        // Two figures, three families each.
+        assert_eq!(series(&text, "gone"), 6, "{text}");
+        t.forget_probe("gone");
+        let text = t.encode_text();
+        assert_eq!(series(&text, "gone"), 0, "{text}");
+        assert_eq!(series(&text, "kept"), 6, "{text}");
     }
 
     #[test]
