@@ -613,8 +613,10 @@ fn regression_series(text: &str, probe: &str) -> usize {
 
 #[test]
 fn demo_starts_the_backend_and_the_daemon_and_stops_both() {
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_plimsoll"))
         .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("STATE_DIRECTORY", state.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

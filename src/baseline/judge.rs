@@ -233,7 +233,15 @@ pub async fn judge_run(
     if !cfg.judges(&r.probe) {
         return Judged::Stored { run_id };
     }
-    match judge_figures(store, cfg, &r.probe, &fp, &record.figures).await {
+    // One bound for the whole judgement, not one per figure: a store that answers slowly
+    // must not hold the run for a timeout per figure.
+    let judged = tokio::time::timeout(
+        cfg.timeout.as_duration(),
+        judge_figures(store, cfg, &r.probe, &fp, &record.figures),
+    )
+    .await
+    .unwrap_or_else(|_| Err(StoreError::Timeout(cfg.timeout.as_duration())));
+    match judged {
         Ok(block) => {
             apply(cfg, r, block);
             Judged::Judged { run_id }

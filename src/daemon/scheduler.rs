@@ -323,6 +323,8 @@ async fn start_run(
         let r = ProbeResult::failed(&probe, format!("the probe crashed: {e}"));
         (r, None)
     });
+    // The run is over: the target's next probe need not wait for the store or the export.
+    drop(_turn);
     // Recorded and judged in this run's own task, each store operation bounded by
     // `baseline.timeout`: the scheduler loop never waits on the store.
     if let Some(store) = shared.store() {

@@ -14,6 +14,8 @@ pub struct Daemon {
     pub child: Child,
     pub addr: String,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The daemon's own state directory (its baseline store), unless the test named one.
+    _state: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -24,6 +26,9 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Each daemon keeps its baseline store apart from every other test's.
+        let state = tempfile::tempdir().unwrap();
+        cmd.env("STATE_DIRECTORY", state.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -43,7 +48,12 @@ impl Daemon {
         let addr = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the daemon reports its address");
-        Daemon { child, addr, log }
+        Daemon {
+            child,
+            addr,
+            log,
+            _state: state,
+        }
     }
 
     pub fn get(&self, path: &str, headers: &[&str]) -> (u16, String) {
