@@ -817,7 +817,8 @@ toxic = [{{ kind = "down" }}]
     )
     .unwrap();
     let mut d = Daemon::start(&cfg, &[]);
-    d.wait_for(Duration::from_secs(20), |p| {
+    // A probe's first run comes within 30 s of the start (an hourly one runs once here).
+    d.wait_for(Duration::from_secs(45), |p| {
         p[0]["runs"].as_u64() >= Some(1)
     });
     d.signal("-TERM");
