@@ -22,7 +22,8 @@
 //! 1.25): ample to tell a steady window from a faulty one.
 //!
 //! **Figures.** The steady band comes from `before` (its first window, which opens the
-//! connections, is left out when there are others): a window is steady when its success
+//! connections, is left out when there are others, and its last when two others remain: the
+//! requests still in flight at the inject belong to it): a window is steady when its success
 //! ratio is at least the lower of `min_success_ratio` and `before`'s, and its p99 at most
 //! `p99_factor` × `before`'s p99 (and at least `before`'s + 20 ms). Time to detect: inject
 //! → start of the first unsteady window that ends after the inject. Recovery: clear (the
@@ -676,13 +677,20 @@ fn figures(
     let i_during_end = last_at_or_before(clear_s).max(i_inject);
     let i_clear = first_at_or_after(clear_s);
     // The steady band from the windows wholly before the inject (the first left out when
-    // there are others: it opens the connections).
+    // there are others: it opens the connections; the last too when two others remain: its
+    // requests count where they were sent, and those still in flight at the inject, which
+    // is due at a window boundary, are the fault's first victims).
     let before_end = reads
         .iter()
         .rposition(|r| inject_s.is_none_or(|i| r.at_s <= i))
         .unwrap_or(0);
     let band_from = if before_end >= 2 { 1 } else { 0 };
-    let (breq, berr, blat) = span(reads, band_from, before_end);
+    let band_end = if before_end >= band_from + 3 {
+        before_end - 1
+    } else {
+        before_end
+    };
+    let (breq, berr, blat) = span(reads, band_from, band_end);
     let before_success = if breq == 0 {
         1.0
     } else {
@@ -749,7 +757,7 @@ fn figures(
         let (r, e, _) = span(reads, k, last);
         round3_small(1.0 - ratio(e, r))
     });
-    let (r0, e0, l0) = span(reads, band_from, i_inject.min(before_end.max(band_from)));
+    let (r0, e0, l0) = span(reads, band_from, i_inject.min(band_end.max(band_from)));
     let (r1, e1, l1) = span(reads, i_inject, i_during_end);
     let (r2, e2, l2) = span(reads, i_clear, last);
     let p = |l: &[u64; LIVE_LATENCY_BUCKETS]| percentile_ms(l, 0.99).unwrap_or(0.0);
