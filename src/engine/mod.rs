@@ -26,7 +26,8 @@ pub use choice::WeightedChoice;
 pub use http::{ErrorKind, RequestError};
 pub use plan::{ArrivalPlan, ClosedPlan, Shard};
 pub use recorder::{
-    live_bucket, live_bucket_bound_micros, Progress, Recorder, LIVE_LATENCY_BUCKETS,
+    live_bucket, live_bucket_bound_micros, Progress, Recorder, SendWindowCounts, SendWindows,
+    LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
 };
 pub use step::PreparedStep;
 pub use template::Generators;

@@ -6,7 +6,7 @@
 //! the progress counters that a terminal reads once a second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -382,16 +382,158 @@ impl Default for ProgressSlot {
     }
 }
 
+/// Most windows [`Progress::with_send_windows`] allocates: each costs every worker about
+/// half a KiB, so this bounds the memory to a few MiB per worker (an hour at 250 ms windows
+/// would be 14 400).
+pub const MAX_SEND_WINDOWS: usize = 8192;
+
+/// One worker's counters of the requests planned to be sent in one window, one cache line
+/// aligned so neighbouring windows of different workers never share one.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct SendWindowSlot {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    /// Latency of the successful requests, in the buckets of [`live_bucket`].
+    pub latency: [AtomicU64; LIVE_LATENCY_BUCKETS],
+}
+
+impl Default for SendWindowSlot {
+    fn default() -> Self {
+        SendWindowSlot {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The counts of one window by planned send time, every worker added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendWindowCounts {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: [u64; LIVE_LATENCY_BUCKETS],
+}
+
+impl Default for SendWindowCounts {
+    fn default() -> Self {
+        SendWindowCounts {
+            requests: 0,
+            errors: 0,
+            latency: [0; LIVE_LATENCY_BUCKETS],
+        }
+    }
+}
+
+/// Windows by planned send time: a finished request counts in window
+/// `(planned − t0) / window`, however late it ends. Each worker has its own row, allocated
+/// before the run; a request costs two or three uncontended atomic adds.
+#[derive(Debug)]
+pub struct SendWindows {
+    t0: Instant,
+    window: Duration,
+    count: usize,
+    /// One row of `count` windows per worker.
+    rows: Vec<Box<[SendWindowSlot]>>,
+}
+
+impl SendWindows {
+    /// The window of a planned send time, if it lies in the allocated span.
+    #[inline]
+    fn index(&self, planned: Instant) -> Option<usize> {
+        // Before t0 (the engine's head start is after it, so never in practice): window 0.
+        let since = planned.saturating_duration_since(self.t0);
+        let k = (since.as_nanos() / self.window.as_nanos().max(1)) as usize;
+        (k < self.count).then_some(k)
+    }
+
+    /// Window length.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Number of windows allocated.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Every window's counts, every worker added.
+    pub fn counts(&self) -> Vec<SendWindowCounts> {
+        let mut out = vec![SendWindowCounts::default(); self.count];
+        for row in &self.rows {
+            for (o, w) in out.iter_mut().zip(row.iter()) {
+                o.requests += w.requests.load(Ordering::Relaxed);
+                o.errors += w.errors.load(Ordering::Relaxed);
+                for (a, b) in o.latency.iter_mut().zip(&w.latency) {
+                    *a += b.load(Ordering::Relaxed);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Progress of a running load, readable from another thread.
 #[derive(Debug)]
 pub struct Progress {
     pub slots: Vec<ProgressSlot>,
+    /// Windows by planned send time, for a reader that asked for them (the fault probe).
+    pub by_send: Option<SendWindows>,
 }
 
 impl Progress {
     pub fn new(workers: usize) -> Self {
         Progress {
             slots: (0..workers).map(|_| ProgressSlot::default()).collect(),
+            by_send: None,
+        }
+    }
+
+    /// Progress that also counts requests by the window of their planned send time:
+    /// `count` windows of `window` from `t0` (at least one, at most [`MAX_SEND_WINDOWS`];
+    /// requests planned past the last are not counted there).
+    pub fn with_send_windows(workers: usize, t0: Instant, window: Duration, count: usize) -> Self {
+        let count = count.clamp(1, MAX_SEND_WINDOWS);
+        let window = window.max(Duration::from_micros(1));
+        let mut p = Progress::new(workers);
+        p.by_send = Some(SendWindows {
+            t0,
+            window,
+            count,
+            rows: (0..workers)
+                .map(|_| (0..count).map(|_| SendWindowSlot::default()).collect())
+                .collect(),
+        });
+        p
+    }
+
+    /// Records a finished request of worker `worker`: planned (or sent) at `planned`, ended
+    /// after `latency` counted from it, failed or not. Abandoned exchanges are not finished
+    /// and not recorded.
+    #[inline]
+    pub fn record(&self, worker: usize, planned: Instant, latency: Duration, failed: bool) {
+        let slot = &self.slots[worker];
+        let bucket =
+            (!failed).then(|| live_bucket(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)));
+        if let Some(b) = bucket {
+            slot.latency[b].fetch_add(1, Ordering::Relaxed);
+        }
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(w) = &self.by_send {
+            if let Some(k) = w.index(planned) {
+                let win = &w.rows[worker][k];
+                if let Some(b) = bucket {
+                    win.latency[b].fetch_add(1, Ordering::Relaxed);
+                }
+                win.requests.fetch_add(1, Ordering::Relaxed);
+                if failed {
+                    win.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -420,6 +562,35 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_counts_in_the_window_of_its_planned_send() {
+        let t0 = Instant::now();
+        let w = Duration::from_millis(250);
+        let p = Progress::with_send_windows(2, t0, w, 10);
+        // Planned in window 2, ended in window 5 (a timeout 800 ms later): window 2.
+        let planned = t0 + w * 2 + Duration::from_millis(10);
+        p.record(0, planned, Duration::from_millis(800), true);
+        // Planned in window 2 by the other worker, a success ending in window 3.
+        p.record(1, planned, Duration::from_millis(300), false);
+        // Planned past the last window: counted in the totals only.
+        p.record(1, t0 + w * 10, Duration::from_millis(1), false);
+        let c = p.by_send.as_ref().unwrap().counts();
+        assert_eq!(c.len(), 10);
+        assert_eq!((c[2].requests, c[2].errors), (2, 1));
+        assert_eq!(c[2].latency[live_bucket(300_000)], 1);
+        assert_eq!(c[2].latency.iter().sum::<u64>(), 1);
+        for (k, x) in c.iter().enumerate() {
+            if k != 2 {
+                assert_eq!(x, &SendWindowCounts::default(), "window {k}");
+            }
+        }
+        assert_eq!(p.totals(), (3, 1));
+        assert_eq!(p.latency_buckets().iter().sum::<u64>(), 2);
+        // Absurd counts are clamped.
+        let p = Progress::with_send_windows(1, t0, w, usize::MAX);
+        assert_eq!(p.by_send.unwrap().count(), MAX_SEND_WINDOWS);
+    }
 
     #[test]
     fn worker_histograms_grow_only_as_far_as_needed_and_clamp_at_an_hour() {

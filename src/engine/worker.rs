@@ -310,7 +310,6 @@ impl Worker {
     ) -> Result<(), ErrorKind> {
         let spec = &*self.spec;
         let step = &spec.steps[i];
-        let slot = &self.progress.slots[self.id];
         let sent = Instant::now();
         let due = match planned {
             Some(p) => {
@@ -405,17 +404,18 @@ impl Worker {
             }
         }
         self.last_end.set(Some(end));
-        if error.is_none() {
-            let us =
-                u64::try_from(end.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
-            slot.latency[super::recorder::live_bucket(us)].fetch_add(1, Ordering::Relaxed);
+        // Live counters, and the window of the planned send (the send itself for a step
+        // the plan did not time) when the reader asked for windows.
+        self.progress.record(
+            self.id,
+            due,
+            end.saturating_duration_since(due),
+            error.is_some(),
+        );
+        match error {
+            Some(kind) => Err(kind),
+            None => Ok(()),
         }
-        slot.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(kind) = error {
-            slot.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(kind);
-        }
-        Ok(())
     }
 
     /// Keeps the first message of each error kind; builds it only when it will be kept.

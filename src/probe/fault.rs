@@ -2,20 +2,28 @@
 //! clear, `after` — measured in short windows (seeds 000, 001, 004: what a Redis or
 //! PostgreSQL outage does to the service, and how fast it comes back).
 //!
-//! **Windows.** One engine run carries the load over the whole timeline, and a sampler
-//! thread reads the engine's live [`Progress`] counters at every window boundary (measured
-//! from one start instant, so the windows do not drift): requests, errors and the
-//! successful requests' latency in log-spaced buckets ([`LIVE_LATENCY_BUCKETS`]); a window
-//! is the difference of two reads. One engine run per window was the alternative: it
-//! would reopen every connection each window (a `down` fault closes them anyway, but the
-//! steady windows would carry connect costs), leave a gap between runs while threads start
-//! and the last response of a window is awaited, and stretch the timeline whenever a window
-//! waits for timeouts. The live buckets cost one uncontended atomic add per request and read
-//! a p99 within 25 % (bucket bounds grow by 1.25): ample to tell a steady window from a
-//! faulty one. A request counts in the window where it ends.
+//! **Windows.** One engine run carries the load over the whole timeline, and the engine's
+//! live [`Progress`] counts each finished request in the window of its *planned* send time
+//! (`(planned − t0) / window`, from the run's start instant, so the windows do not drift):
+//! requests, errors and the successful requests' latency in log-spaced buckets
+//! ([`LIVE_LATENCY_BUCKETS`]), per worker, allocated before the run. A request counts in the
+//! window of its planned send, not in the one where it ends: the requests a fault hangs
+//! (a crashed database, a blackhole) end only at their timeout, often after the clear, and
+//! counted where they end they would leave the fault's windows empty and spoil the recovery
+//! after it. They belong to the fault. So the windows are read once the engine has finished:
+//! the load runs on for one request timeout after the timeline, by when every request sent
+//! in a window has completed or timed out, and only the whole windows before the end of the
+//! timeline count (a stop does not wait: its last windows lack what it abandoned). One engine
+//! run per window was the alternative: it would reopen every connection each window (a
+//! `down` fault closes them anyway, but the steady windows would carry connect costs), leave
+//! a gap between runs while threads start and the last response of a window is awaited, and
+//! stretch the timeline whenever a window waits for timeouts. The live buckets cost one
+//! uncontended atomic add per request and read a p99 within 25 % (bucket bounds grow by
+//! 1.25): ample to tell a steady window from a faulty one.
 //!
 //! **Figures.** The steady band comes from `before` (its first window, which opens the
-//! connections, is left out when there are others): a window is steady when its success
+//! connections, is left out when there are others, and its last when two others remain: the
+//! requests still in flight at the inject belong to it): a window is steady when its success
 //! ratio is at least the lower of `min_success_ratio` and `before`'s, and its p99 at most
 //! `p99_factor` × `before`'s p99 (and at least `before`'s + 20 ms). Time to detect: inject
 //! → start of the first unsteady window that ends after the inject. Recovery: clear (the
@@ -39,7 +47,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{ProbeKind, RunContext};
 use crate::config::{BacklogConfig, Bands, Config, FaultProbeConfig, ProbeConfig};
 use crate::engine::{
-    self, live_bucket_bound_micros, LoadOutcome, LoadSpec, Progress, LIVE_LATENCY_BUCKETS,
+    self, live_bucket_bound_micros, LoadOutcome, LoadSpec, Progress, SendWindowCounts,
+    LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
 };
 use crate::fault::{
     ClearReason, Fault, FaultAction, FaultGuard, FaultProxy, FaultRecord, ListenerSpec, Toxic,
@@ -65,6 +74,8 @@ const POLL: Duration = Duration::from_millis(10);
 const PLAN_SLACK: Duration = Duration::from_secs(2);
 /// Least p99 headroom of the steady band over `before`'s p99.
 const P99_FLOOR_MS: f64 = 20.0;
+/// Wait beyond the request timeout after the timeline before the load is stopped.
+const DRAIN_MARGIN: Duration = Duration::from_millis(100);
 /// Longest wait for one backlog reading.
 const BACKLOG_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,23 +103,35 @@ impl ProbeKind for FaultProbe {
     }
 }
 
-/// One live read of the engine's counters.
+/// The counters summed over the windows before a boundary: `at_s` seconds from the run's
+/// start. A window is the difference of two consecutive reads.
 #[derive(Clone)]
 struct Read {
-    at: Instant,
+    at_s: f64,
     requests: u64,
     errors: u64,
     latency: [u64; LIVE_LATENCY_BUCKETS],
 }
 
-fn read(progress: &Progress) -> Read {
-    let (requests, errors) = progress.totals();
-    Read {
-        at: Instant::now(),
-        requests,
-        errors,
-        latency: progress.latency_buckets(),
+/// The reads at every window boundary, from the windows by planned send time.
+fn reads_of(windows: &[SendWindowCounts], window_s: f64) -> Vec<Read> {
+    let mut acc = Read {
+        at_s: 0.0,
+        requests: 0,
+        errors: 0,
+        latency: [0; LIVE_LATENCY_BUCKETS],
+    };
+    let mut reads = vec![acc.clone()];
+    for (k, w) in windows.iter().enumerate() {
+        acc.at_s = (k + 1) as f64 * window_s;
+        acc.requests += w.requests;
+        acc.errors += w.errors;
+        for (a, b) in acc.latency.iter_mut().zip(&w.latency) {
+            *a += b;
+        }
+        reads.push(acc.clone());
     }
+    reads
 }
 
 fn run_timeline(
@@ -155,13 +178,28 @@ fn run_timeline(
             return ProbeResult::failed(probe, e);
         }
     };
-    let progress = Arc::new(Progress::new(spec.workers));
-    if let Some(f) = &ctx.on_start {
-        f(progress.clone(), Some(c.timeline()));
+    // Windows by planned send time over the whole plan (the engine sends nothing later).
+    let window = c.window.as_duration();
+    let plan = c.timeline() + extra;
+    let count = (plan.as_nanos().div_ceil(window.as_nanos().max(1)) + 1) as usize;
+    if count > MAX_SEND_WINDOWS {
+        shutdown(rt, proxy);
+        return ProbeResult::failed(
+            probe,
+            format!(
+                "{count} windows of {} over the timeline and the actions' timeouts: at most \
+                 {MAX_SEND_WINDOWS} (a longer window or a shorter timeline)",
+                c.window
+            ),
+        );
     }
     let started_at = SystemTime::now();
     let engine_stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
+    let progress = Arc::new(Progress::with_send_windows(spec.workers, t0, window, count));
+    if let Some(f) = &ctx.on_start {
+        f(progress.clone(), Some(c.timeline()));
+    }
     let engine_thread = {
         let (spec, progress, stop) = (spec.clone(), progress.clone(), engine_stop.clone());
         std::thread::Builder::new()
@@ -175,32 +213,8 @@ fn run_timeline(
             return ProbeResult::failed(probe, format!("cannot start the load: {e}"));
         }
     };
-    // The sampler: one read at every window boundary until told to finish.
-    let reads = Arc::new(Mutex::new(vec![read(&progress)]));
+    // The backlog is sampled on its own timer until the timeline ends.
     let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (reads, sampling, progress) = (reads.clone(), sampling.clone(), progress.clone());
-        let window = c.window.as_duration();
-        std::thread::Builder::new()
-            .name("plimsoll-fault-windows".into())
-            .spawn(move || {
-                let mut k = 1u32;
-                while sampling.load(Ordering::Relaxed) {
-                    let next = t0 + window * k;
-                    let now = Instant::now();
-                    if now < next {
-                        std::thread::sleep((next - now).min(POLL));
-                        continue;
-                    }
-                    reads
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(read(&progress));
-                    k += 1;
-                }
-            })
-            .ok()
-    };
     let backlog = Arc::new(Mutex::new(Vec::<BacklogSample>::new()));
     let backlog_task = c.backlog.clone().map(|b| {
         let (samples, sampling) = (backlog.clone(), sampling.clone());
@@ -255,11 +269,16 @@ fn run_timeline(
             }
         }
     }
-    // Only whole windows count: the sampler ends before the engine, whose stop may end
-    // requests in flight.
+    // Only whole windows before the end of the timeline count. The load runs on for one
+    // request timeout (plus a margin) so that every request sent in them has completed or
+    // timed out; a stop does not wait (its last windows may miss the requests it abandons).
+    let ended_at = Instant::now();
     sampling.store(false, Ordering::Relaxed);
-    if let Some(s) = sampler {
-        let _ = s.join();
+    if !stopped && failed.is_none() {
+        let drained = ended_at + spec.timeout + DRAIN_MARGIN;
+        if let Wait::Stopped = timeline.wait_until(drained) {
+            stopped = true;
+        }
     }
     engine_stop.store(true, Ordering::Relaxed);
     if let Some(t) = backlog_task {
@@ -283,7 +302,16 @@ fn run_timeline(
             None
         }
     };
-    let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|e| e.into_inner()));
+    // Every request has now ended: the windows by planned send time are final.
+    let window_s = window.as_secs_f64();
+    let whole = ((ended_at.duration_since(t0).as_secs_f64() / window_s) + 1e-9).floor() as usize;
+    let mut windows = progress
+        .by_send
+        .as_ref()
+        .map(|w| w.counts())
+        .unwrap_or_default();
+    windows.truncate(whole);
+    let reads = reads_of(&windows, window_s);
     let backlog = std::mem::take(&mut *backlog.lock().unwrap_or_else(|e| e.into_inner()));
     let actions = action_spans(&c.name, started_at, t0, record.as_ref());
     let figures = figures(
@@ -637,25 +665,32 @@ fn figures(
     let last = reads.len().saturating_sub(1);
     let first_at_or_after = |t: Option<f64>| {
         t.map_or(last, |t| {
-            reads.iter().position(|r| secs(r.at) >= t).unwrap_or(last)
+            reads.iter().position(|r| r.at_s >= t).unwrap_or(last)
         })
     };
     let last_at_or_before = |t: Option<f64>| {
         t.map_or(last, |t| {
-            reads.iter().rposition(|r| secs(r.at) <= t).unwrap_or(0)
+            reads.iter().rposition(|r| r.at_s <= t).unwrap_or(0)
         })
     };
     let i_inject = first_at_or_after(inject_s);
     let i_during_end = last_at_or_before(clear_s).max(i_inject);
     let i_clear = first_at_or_after(clear_s);
     // The steady band from the windows wholly before the inject (the first left out when
-    // there are others: it opens the connections).
+    // there are others: it opens the connections; the last too when two others remain: its
+    // requests count where they were sent, and those still in flight at the inject, which
+    // is due at a window boundary, are the fault's first victims).
     let before_end = reads
         .iter()
-        .rposition(|r| inject_s.is_none_or(|i| secs(r.at) <= i))
+        .rposition(|r| inject_s.is_none_or(|i| r.at_s <= i))
         .unwrap_or(0);
     let band_from = if before_end >= 2 { 1 } else { 0 };
-    let (breq, berr, blat) = span(reads, band_from, before_end);
+    let band_end = if before_end >= band_from + 3 {
+        before_end - 1
+    } else {
+        before_end
+    };
+    let (breq, berr, blat) = span(reads, band_from, band_end);
     let before_success = if breq == 0 {
         1.0
     } else {
@@ -669,7 +704,7 @@ fn figures(
     let mut windows = Vec::new();
     for k in 0..last {
         let (req, err, lat) = span(reads, k, k + 1);
-        let start = secs(reads[k].at);
+        let start = reads[k].at_s;
         let p99 = percentile_ms(&lat, 0.99);
         let success = if req == 0 {
             1.0
@@ -690,11 +725,11 @@ fn figures(
         });
     }
     let window_s = c.window.as_duration().as_secs_f64();
-    let ends = |k: usize| secs(reads[k + 1].at);
+    let ends = |k: usize| reads[k + 1].at_s;
     let detect_s = inject_s.and_then(|i| {
         (0..windows.len())
             .find(|&k| ends(k) > i && !windows[k].steady)
-            .map(|k| round3((secs(reads[k].at) - i).max(0.0)))
+            .map(|k| round3((reads[k].at_s - i).max(0.0)))
     });
     let need = ((c.recovery_stretch.as_duration().as_secs_f64() / window_s) - 1e-9).ceil() as usize;
     let mut recovered_at = None;
@@ -717,12 +752,12 @@ fn figures(
     }
     let recovery_s = recovered_at
         .zip(clear_s)
-        .map(|(k, cl)| round3((secs(reads[k].at) - cl).max(0.0)));
+        .map(|(k, cl)| round3((reads[k].at_s - cl).max(0.0)));
     let success_rate_after_recovery = recovered_at.map(|k| {
         let (r, e, _) = span(reads, k, last);
         round3_small(1.0 - ratio(e, r))
     });
-    let (r0, e0, l0) = span(reads, band_from, i_inject.min(before_end.max(band_from)));
+    let (r0, e0, l0) = span(reads, band_from, i_inject.min(band_end.max(band_from)));
     let (r1, e1, l1) = span(reads, i_inject, i_during_end);
     let (r2, e2, l2) = span(reads, i_clear, last);
     let p = |l: &[u64; LIVE_LATENCY_BUCKETS]| percentile_ms(l, 0.99).unwrap_or(0.0);
