@@ -666,7 +666,9 @@ fn demo_starts_the_backend_and_the_daemon_and_stops_both() {
             assert_eq!(health["last"]["grade"], "good", "{health:#}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{v:#}");
+        // The demo's nine probes of one target take turns, and every first run falls within
+        // 30 s of the start: the health probe may wait behind all the others' first runs.
+        assert!(start.elapsed() < Duration::from_secs(90), "{v:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
 
