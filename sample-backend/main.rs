@@ -15,6 +15,7 @@
 mod calls;
 mod capacity;
 mod catalog;
+mod db;
 mod events;
 mod orders;
 mod process;

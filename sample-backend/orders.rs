@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use crate::reply::{self, ReplyBody};
 
@@ -77,16 +77,7 @@ struct Acceptance {
 impl Orders {
     /// Connects and creates the tables.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
-        let mut tx = pool.begin().await?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let pool = crate::db::connect(url, POOL_SIZE, Duration::from_secs(10), SCHEMA).await?;
         Ok(Orders::Postgres(pool))
     }
 

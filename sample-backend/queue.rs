@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use crate::reply::{self, ReplyBody};
 
@@ -208,16 +208,7 @@ impl Queue {
         let client = ::redis::Client::open(settings.redis_url.as_str())?;
         let (fallback, len) = match database_url {
             Some(url) => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(2))
-                    .connect(url)
-                    .await?;
-                let mut tx = pool.begin().await?;
-                for statement in SCHEMA {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
+                let pool = crate::db::connect(url, 8, Duration::from_secs(2), SCHEMA).await?;
                 let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sample_queue_fallback")
                     .fetch_one(&pool)
                     .await?;
