@@ -360,4 +360,25 @@ impl LoadConfig {
             None => self.steps.iter().collect(),
         }
     }
+
+    /// Every URL its requests go to, as written: its steps' and its scenarios'.
+    pub fn urls(&self) -> Vec<&str> {
+        let mut urls: Vec<&str> = self.step_configs().iter().map(|s| s.url.as_str()).collect();
+        for sc in &self.scenarios {
+            urls.extend(sc.steps.iter().map(|s| s.request.url.as_str()));
+        }
+        urls
+    }
+
+    /// Requests one iteration sends (its longest scenario, for flows).
+    pub fn requests_per_iteration(&self) -> f64 {
+        let steps = self.step_configs().len();
+        let flow = self
+            .scenarios
+            .iter()
+            .map(|s| s.steps.len())
+            .max()
+            .unwrap_or(0);
+        steps.max(flow).max(1) as f64
+    }
 }

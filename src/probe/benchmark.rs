@@ -9,11 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ProbeKind, RunContext};
-use crate::config::{BenchmarkConfig, Config, HumanDuration, LoadConfig, ProbeConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{
+    BenchmarkConfig, Config, GuardrailsConfig, HumanDuration, LoadConfig, ProbeConfig,
+};
 use crate::engine::{self, LoadOutcome, LoadSpec, Progress, Recorder};
 use crate::report::outcome::{detail_of, stats_of};
-use crate::report::ProbeResult;
+use crate::report::{round3, ProbeResult};
 use crate::verdict::{Bands, Grade, Verdict};
 
 /// Seed 002's thresholds: an operation passes with p95 under 200 ms and mean under 100 ms.
@@ -32,6 +34,35 @@ pub struct BenchmarkProbe;
 
 impl ProbeKind for BenchmarkProbe {
     type Config = BenchmarkConfig;
+
+    fn urls(b: &BenchmarkConfig) -> Vec<&str> {
+        b.operations
+            .iter()
+            .map(|o| o.request.url.as_str())
+            .collect()
+    }
+
+    fn cap(g: &GuardrailsConfig, b: &mut BenchmarkConfig, notes: &mut Vec<String>) {
+        if let Some(m) = g.max_rate {
+            // One request at a time: a pause of 1 / m after each keeps it under m.
+            let pace = HumanDuration(Duration::from_micros((1e6 / m).ceil() as u64));
+            if b.pace.is_none_or(|p| p < pace) {
+                b.pace = Some(pace);
+                notes.push(format!(
+                    "held to guardrails.max_rate: at most {m} requests/s (a pause of {pace} \
+                     after each request)"
+                ));
+            }
+        }
+    }
+
+    fn sends(b: &BenchmarkConfig) -> Sends {
+        Sends {
+            requests: Some(b.operations.iter().map(|o| o.samples).sum()),
+            peak_rps: b.pace.map(|p| round3(1.0 / p.as_duration().as_secs_f64())),
+            duration: None,
+        }
+    }
 
     fn run(
         config: &Config,

@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::capacity_resources::{step_figures, ResourceReader};
-use super::{ProbeKind, RunContext};
-use crate::config::{CapacityConfig, Config, HumanDuration, LoadConfig, PhaseConfig, ProbeConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{
+    CapacityConfig, Config, GuardrailsConfig, HumanDuration, LoadConfig, PhaseConfig, ProbeConfig,
+};
 use crate::engine::{self, LoadOutcome, LoadSpec, Progress};
 use crate::report::outcome::{detail_of, stats_of};
 use crate::report::{
@@ -28,6 +30,43 @@ pub struct CapacityProbe;
 
 impl ProbeKind for CapacityProbe {
     type Config = CapacityConfig;
+
+    fn urls(c: &CapacityConfig) -> Vec<&str> {
+        vec![c.request.url.as_str()]
+    }
+
+    fn cap(g: &GuardrailsConfig, c: &mut CapacityConfig, notes: &mut Vec<String>) {
+        if let Some(cap) = g.max_rate {
+            let rates = c.rates();
+            if rates.iter().any(|r| *r > cap) {
+                let mut kept: Vec<f64> = rates.into_iter().filter(|r| *r < cap).collect();
+                kept.push(cap);
+                c.steps = Some(kept);
+                c.ramp = None;
+                notes.push(format!(
+                    "held to guardrails.max_rate: the search stops at {cap} req/s; a breaking point \
+                     there means at least {cap}"
+                ));
+            }
+        }
+        if let Some(m) = g.max_concurrency {
+            if c.max_in_flight > m {
+                c.max_in_flight = m;
+                notes.push(format!(
+                    "held to guardrails.max_concurrency: at most {m} requests in flight"
+                ));
+            }
+        }
+    }
+
+    fn sends(c: &CapacityConfig) -> Sends {
+        let (n, peak, d) = plan(c);
+        Sends {
+            requests: Some(n),
+            peak_rps: Some(peak),
+            duration: Some(d),
+        }
+    }
 
     fn run(
         config: &Config,

@@ -44,8 +44,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{ProbeKind, RunContext};
-use crate::config::{BacklogConfig, Bands, Config, FaultProbeConfig, ProbeConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{
+    BacklogConfig, Bands, Config, FaultProbeConfig, GuardrailsConfig, ProbeConfig,
+};
 use crate::engine::{
     self, live_bucket_bound_micros, LoadOutcome, LoadSpec, Progress, SendWindowCounts,
     LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
@@ -83,6 +85,34 @@ pub struct FaultProbe;
 
 impl ProbeKind for FaultProbe {
     type Config = FaultProbeConfig;
+
+    fn urls(f: &FaultProbeConfig) -> Vec<&str> {
+        f.load.urls()
+    }
+
+    fn cap(g: &GuardrailsConfig, f: &mut FaultProbeConfig, notes: &mut Vec<String>) {
+        if let Some(m) = g.max_rate {
+            let cap = m / f.load.requests_per_iteration();
+            if f.rate > cap {
+                notes.push(format!(
+                    "held to guardrails.max_rate: {} arrivals/s instead of {}",
+                    round3(cap),
+                    f.rate
+                ));
+                f.rate = cap;
+            }
+        }
+    }
+
+    fn sends(f: &FaultProbeConfig) -> Sends {
+        let per = f.load.requests_per_iteration();
+        let d = f.timeline();
+        Sends {
+            requests: Some((f.rate * d.as_secs_f64() * per).ceil() as u64),
+            peak_rps: Some(round3(f.rate * per)),
+            duration: Some(d),
+        }
+    }
 
     fn run(
         config: &Config,

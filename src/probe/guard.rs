@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{OnStart, RunContext};
-use crate::config::{
-    parse_cron, CapacityConfig, Config, GuardrailsConfig, LoadConfig, ProbeConfig, ProbeSpec,
-};
+use crate::config::{parse_cron, Config, GuardrailsConfig, ProbeConfig, ProbeSpec};
 use crate::engine::{live_bucket_bound_micros, Progress, LIVE_LATENCY_BUCKETS};
 use crate::report::{round3, Abort, ProbeResult};
 use crate::verdict::Grade;
@@ -259,30 +257,7 @@ fn host_of(url: &str) -> Option<String> {
 
 /// Every host a probe's requests go to (templated hosts are named as written).
 pub fn hosts_of(config: &Config, probe: &ProbeConfig) -> Vec<String> {
-    let mut urls: Vec<&str> = Vec::new();
-    match &probe.spec {
-        ProbeSpec::Load(l) | ProbeSpec::Fault(crate::config::FaultProbeConfig { load: l, .. }) => {
-            urls.extend(l.step_configs().iter().map(|s| s.url.as_str()));
-            for sc in &l.scenarios {
-                urls.extend(sc.steps.iter().map(|s| s.request.url.as_str()));
-            }
-        }
-        ProbeSpec::Race(r) => {
-            urls.push(&r.claim.url);
-            if let Some(s) = &r.setup {
-                urls.push(&s.url);
-            }
-        }
-        ProbeSpec::Benchmark(b) => urls.extend(b.operations.iter().map(|o| o.request.url.as_str())),
-        ProbeSpec::Pubsub(p) => {
-            urls.push(&p.url);
-            if let Some(u) = &p.publish_url {
-                urls.push(u);
-            }
-        }
-        ProbeSpec::Capacity(c) => urls.push(&c.request.url),
-        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
-    }
+    let urls = super::urls_of(&probe.spec);
     let target_host = config.target_of(probe).and_then(|t| host_of(&t.url));
     let mut hosts: Vec<String> = urls
         .iter()
@@ -329,172 +304,11 @@ pub fn cap_spec(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
 /// [`cap_spec`], naming the rate cap `rate_field` in the notes (the per-run cap or the share
 /// of the overall budget a run was granted).
 fn cap_spec_as(g: &GuardrailsConfig, spec: &mut ProbeSpec, rate_field: &str) -> Vec<String> {
-    let mut notes = cap_spec_inner(g, spec);
+    let mut notes = super::cap_spec(g, spec);
     for n in &mut notes {
         *n = n.replace("guardrails.max_rate", rate_field);
     }
     notes
-}
-
-fn cap_spec_inner(g: &GuardrailsConfig, spec: &mut ProbeSpec) -> Vec<String> {
-    let mut notes = Vec::new();
-    match spec {
-        ProbeSpec::Load(l) => cap_load(g, l, &mut notes),
-        ProbeSpec::Capacity(c) => cap_capacity(g, c, &mut notes),
-        ProbeSpec::Benchmark(b) => {
-            if let Some(m) = g.max_rate {
-                // One request at a time: a pause of 1 / m after each keeps it under m.
-                let pace =
-                    crate::config::HumanDuration(Duration::from_micros((1e6 / m).ceil() as u64));
-                if b.pace.is_none_or(|p| p < pace) {
-                    b.pace = Some(pace);
-                    notes.push(format!(
-                        "held to guardrails.max_rate: at most {m} requests/s (a pause of {pace} \
-                         after each request)"
-                    ));
-                }
-            }
-        }
-        ProbeSpec::Race(r) => {
-            if let Some(m) = g.max_concurrency {
-                let n = r.claimant_count();
-                if n > m {
-                    r.claimants = Some(m.max(2));
-                    notes.push(format!(
-                        "held to guardrails.max_concurrency: {} claimants instead of {n}",
-                        m.max(2)
-                    ));
-                }
-            }
-        }
-        ProbeSpec::Pubsub(p) => {
-            if let Some(m) = g.max_rate {
-                if p.rate > m {
-                    notes.push(format!(
-                        "held to guardrails.max_rate: {m} publishes/s instead of {}",
-                        p.rate
-                    ));
-                    p.rate = m;
-                }
-            }
-        }
-        ProbeSpec::Fault(f) => {
-            if let Some(m) = g.max_rate {
-                let cap = m / requests_per_iteration(&f.load);
-                if f.rate > cap {
-                    notes.push(format!(
-                        "held to guardrails.max_rate: {} arrivals/s instead of {}",
-                        round3(cap),
-                        f.rate
-                    ));
-                    f.rate = cap;
-                }
-            }
-        }
-        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
-    }
-    notes
-}
-
-/// Requests one iteration of a load sends (its longest scenario, for flows).
-fn requests_per_iteration(l: &LoadConfig) -> f64 {
-    let steps = l.step_configs().len();
-    let flow = l.scenarios.iter().map(|s| s.steps.len()).max().unwrap_or(0);
-    steps.max(flow).max(1) as f64
-}
-
-fn cap_load(g: &GuardrailsConfig, l: &mut LoadConfig, notes: &mut Vec<String>) {
-    let per_iteration = requests_per_iteration(l);
-    if let Some(max_rate) = g.max_rate {
-        let cap = max_rate / per_iteration;
-        let mut held = false;
-        for ph in l.phases.iter_mut() {
-            for r in [&mut ph.rate, &mut ph.ramp_to].into_iter().flatten() {
-                if *r > cap {
-                    *r = cap;
-                    held = true;
-                }
-            }
-            if let Some(b) = ph.burst {
-                // A burst releases its iterations at once: at most one second's worth.
-                let most = (cap.floor() as u32).max(1);
-                if b > most {
-                    ph.burst = Some(most);
-                    held = true;
-                }
-            }
-        }
-        if held {
-            notes.push(format!(
-                "held to guardrails.max_rate: arrivals capped at {max_rate} requests/s"
-            ));
-        }
-        if l.phases.is_empty() {
-            // Closed model: a user waits `think` after each iteration, so users / think bounds
-            // the rate whatever the target's speed.
-            let users = f64::from(
-                l.concurrency
-                    .or(l.level.map(|v| v.concurrency()))
-                    .unwrap_or(1),
-            );
-            let min_think = Duration::from_secs_f64(users / cap);
-            if l.think.as_duration() < min_think {
-                l.think = crate::config::HumanDuration::from_millis(
-                    min_think.as_millis().min(u128::from(u64::MAX)) as u64 + 1,
-                );
-                notes.push(format!(
-                    "held to guardrails.max_rate: each of {users} users thinks {} between \
-                     iterations, so at most {max_rate} requests/s",
-                    l.think
-                ));
-            }
-        }
-    }
-    if let Some(m) = g.max_concurrency {
-        if l.phases.is_empty() {
-            let users = l
-                .concurrency
-                .or(l.level.map(|v| v.concurrency()))
-                .unwrap_or(1);
-            if users > m {
-                l.concurrency = Some(m);
-                l.level = None;
-                notes.push(format!(
-                    "held to guardrails.max_concurrency: {m} users instead of {users}"
-                ));
-            }
-        } else if l.max_in_flight > m {
-            l.max_in_flight = m;
-            notes.push(format!(
-                "held to guardrails.max_concurrency: at most {m} requests in flight; later \
-                 arrivals are dropped"
-            ));
-        }
-    }
-}
-
-fn cap_capacity(g: &GuardrailsConfig, c: &mut CapacityConfig, notes: &mut Vec<String>) {
-    if let Some(cap) = g.max_rate {
-        let rates = c.rates();
-        if rates.iter().any(|r| *r > cap) {
-            let mut kept: Vec<f64> = rates.into_iter().filter(|r| *r < cap).collect();
-            kept.push(cap);
-            c.steps = Some(kept);
-            c.ramp = None;
-            notes.push(format!(
-                "held to guardrails.max_rate: the search stops at {cap} req/s; a breaking point \
-                 there means at least {cap}"
-            ));
-        }
-    }
-    if let Some(m) = g.max_concurrency {
-        if c.max_in_flight > m {
-            c.max_in_flight = m;
-            notes.push(format!(
-                "held to guardrails.max_concurrency: at most {m} requests in flight"
-            ));
-        }
-    }
 }
 
 /// The watcher of one run: a thread that stops the run on an abort condition or a pause.
@@ -911,59 +725,10 @@ pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
         out.guardrails
             .extend(cap_spec(&config.guardrails, &mut capped.spec));
     }
-    match &capped.spec {
-        ProbeSpec::Load(l) => {
-            let per = requests_per_iteration(l);
-            if l.phases.is_empty() {
-                let d = l.closed_duration().map(|d| d.as_duration());
-                out.duration = d;
-                let users = f64::from(
-                    l.concurrency
-                        .or(l.level.map(|v| v.concurrency()))
-                        .unwrap_or(1),
-                );
-                if let Some(n) = l.iterations {
-                    out.requests = Some((users * n as f64 * per) as u64);
-                }
-                if !l.think.is_zero() {
-                    out.peak_rps = Some(round3(users / l.think.as_duration().as_secs_f64() * per));
-                }
-            } else {
-                let plan = crate::engine::ArrivalPlan::from_phases(&l.phases);
-                out.requests = Some((plan.total as f64 * per) as u64);
-                out.duration = Some(plan.duration);
-                let peak = l
-                    .phases
-                    .iter()
-                    .flat_map(|p| [p.rate, p.ramp_to])
-                    .flatten()
-                    .fold(0.0, f64::max);
-                out.peak_rps = Some(round3(peak * per));
-            }
-        }
-        ProbeSpec::Fault(f) => {
-            let per = requests_per_iteration(&f.load);
-            let d = f.timeline();
-            out.requests = Some((f.rate * d.as_secs_f64() * per).ceil() as u64);
-            out.peak_rps = Some(round3(f.rate * per));
-            out.duration = Some(d);
-        }
-        ProbeSpec::Capacity(c) => {
-            let (n, peak, d) = super::capacity::plan(c);
-            out.requests = Some(n);
-            out.peak_rps = Some(peak);
-            out.duration = Some(d);
-        }
-        ProbeSpec::Benchmark(b) => {
-            out.requests = Some(b.operations.iter().map(|o| o.samples).sum());
-            out.peak_rps = b.pace.map(|p| round3(1.0 / p.as_duration().as_secs_f64()));
-        }
-        ProbeSpec::Race(r) => {
-            out.requests = Some(u64::from(r.claimant_count()) * u64::from(r.round_count()));
-        }
-        ProbeSpec::Pubsub(p) => out.peak_rps = Some(p.rate),
-        ProbeSpec::Redis(_) | ProbeSpec::Sql(_) => {}
-    }
+    let sends = super::sends_of(&capped.spec);
+    out.requests = sends.requests;
+    out.peak_rps = sends.peak_rps;
+    out.duration = sends.duration;
     out
 }
 

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ProbeKind, RunContext};
-use crate::config::{Config, Grade, LoadConfig, ProbeConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{Config, Grade, GuardrailsConfig, LoadConfig, ProbeConfig};
 use crate::engine::{self, ArrivalPlan, LoadOutcome, LoadSpec, Model, Progress};
 use crate::report::outcome::{detail_of, stats_of};
-use crate::report::ProbeResult;
+use crate::report::{round3, ProbeResult};
 use crate::verdict::grade_http;
 
 /// How long after the start a run whose every request failed is checked for a dead target.
@@ -31,6 +31,110 @@ pub struct LoadProbe;
 
 impl ProbeKind for LoadProbe {
     type Config = LoadConfig;
+
+    fn urls(l: &LoadConfig) -> Vec<&str> {
+        l.urls()
+    }
+
+    fn cap(g: &GuardrailsConfig, l: &mut LoadConfig, notes: &mut Vec<String>) {
+        let per_iteration = l.requests_per_iteration();
+        if let Some(max_rate) = g.max_rate {
+            let cap = max_rate / per_iteration;
+            let mut held = false;
+            for ph in l.phases.iter_mut() {
+                for r in [&mut ph.rate, &mut ph.ramp_to].into_iter().flatten() {
+                    if *r > cap {
+                        *r = cap;
+                        held = true;
+                    }
+                }
+                if let Some(b) = ph.burst {
+                    // A burst releases its iterations at once: at most one second's worth.
+                    let most = (cap.floor() as u32).max(1);
+                    if b > most {
+                        ph.burst = Some(most);
+                        held = true;
+                    }
+                }
+            }
+            if held {
+                notes.push(format!(
+                    "held to guardrails.max_rate: arrivals capped at {max_rate} requests/s"
+                ));
+            }
+            if l.phases.is_empty() {
+                // Closed model: a user waits `think` after each iteration, so users / think bounds
+                // the rate whatever the target's speed.
+                let users = f64::from(
+                    l.concurrency
+                        .or(l.level.map(|v| v.concurrency()))
+                        .unwrap_or(1),
+                );
+                let min_think = Duration::from_secs_f64(users / cap);
+                if l.think.as_duration() < min_think {
+                    l.think = crate::config::HumanDuration::from_millis(
+                        min_think.as_millis().min(u128::from(u64::MAX)) as u64 + 1,
+                    );
+                    notes.push(format!(
+                        "held to guardrails.max_rate: each of {users} users thinks {} between \
+                         iterations, so at most {max_rate} requests/s",
+                        l.think
+                    ));
+                }
+            }
+        }
+        if let Some(m) = g.max_concurrency {
+            if l.phases.is_empty() {
+                let users = l
+                    .concurrency
+                    .or(l.level.map(|v| v.concurrency()))
+                    .unwrap_or(1);
+                if users > m {
+                    l.concurrency = Some(m);
+                    l.level = None;
+                    notes.push(format!(
+                        "held to guardrails.max_concurrency: {m} users instead of {users}"
+                    ));
+                }
+            } else if l.max_in_flight > m {
+                l.max_in_flight = m;
+                notes.push(format!(
+                    "held to guardrails.max_concurrency: at most {m} requests in flight; later \
+                     arrivals are dropped"
+                ));
+            }
+        }
+    }
+
+    fn sends(l: &LoadConfig) -> Sends {
+        let per = l.requests_per_iteration();
+        if l.phases.is_empty() {
+            let users = f64::from(
+                l.concurrency
+                    .or(l.level.map(|v| v.concurrency()))
+                    .unwrap_or(1),
+            );
+            Sends {
+                requests: l.iterations.map(|n| (users * n as f64 * per) as u64),
+                peak_rps: (!l.think.is_zero())
+                    .then(|| round3(users / l.think.as_duration().as_secs_f64() * per)),
+                duration: l.closed_duration().map(|d| d.as_duration()),
+            }
+        } else {
+            let plan = ArrivalPlan::from_phases(&l.phases);
+            let peak = l
+                .phases
+                .iter()
+                .flat_map(|p| [p.rate, p.ramp_to])
+                .flatten()
+                .fold(0.0, f64::max);
+            Sends {
+                requests: Some((plan.total as f64 * per) as u64),
+                peak_rps: Some(round3(peak * per)),
+                duration: Some(plan.duration),
+            }
+        }
+    }
 
     fn run(
         config: &Config,

@@ -18,8 +18,8 @@ use ::redis::{AsyncConnectionConfig, Client};
 
 use super::ops::{abandoned_note, runtime, unless_stopped, OpTally, WeightedChoice};
 use super::redis_client::{client, error_kind};
-use super::{ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, RedisConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{Config, GuardrailsConfig, ProbeConfig, RedisConfig};
 use crate::report::ProbeResult;
 use crate::verdict::{self, grade_with, StatDefaults};
 
@@ -48,6 +48,18 @@ pub struct RedisProbe;
 
 impl ProbeKind for RedisProbe {
     type Config = RedisConfig;
+
+    /// Its commands go to the store, not over HTTP: the allowlist and the rate caps are for
+    /// HTTP targets.
+    fn urls(_: &RedisConfig) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn cap(_: &GuardrailsConfig, _: &mut RedisConfig, _: &mut Vec<String>) {}
+
+    fn sends(_: &RedisConfig) -> Sends {
+        Sends::default()
+    }
 
     fn run(
         _config: &Config,

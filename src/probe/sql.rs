@@ -17,8 +17,8 @@ use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::ops::{abandoned_note, runtime, unless_stopped, OpTally, WeightedChoice};
-use super::{ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, SqlConfig, SqlQueryConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{Config, GuardrailsConfig, ProbeConfig, SqlConfig, SqlQueryConfig};
 use crate::report::ProbeResult;
 use crate::verdict::{self, grade_with, Bands, StatDefaults};
 
@@ -41,6 +41,18 @@ pub struct SqlProbe;
 
 impl ProbeKind for SqlProbe {
     type Config = SqlConfig;
+
+    /// Its commands go to the store, not over HTTP: the allowlist and the rate caps are for
+    /// HTTP targets.
+    fn urls(_: &SqlConfig) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn cap(_: &GuardrailsConfig, _: &mut SqlConfig, _: &mut Vec<String>) {}
+
+    fn sends(_: &SqlConfig) -> Sends {
+        Sends::default()
+    }
 
     fn run(
         _config: &Config,

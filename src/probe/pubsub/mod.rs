@@ -23,8 +23,10 @@ pub use tracker::{Receipt, SeqSet, SequenceTracker, Stamp};
 use wire::{listen, open_socket, unix_micros, HttpPublisher, Publisher, SubscriberEnd};
 
 use super::ops::{abandoned_note, runtime, unless_stopped, OpTally};
-use super::{ProbeKind, RunContext};
-use crate::config::{Config, ProbeConfig, PublishVia, PubsubConfig, TargetConfig};
+use super::{ProbeKind, RunContext, Sends};
+use crate::config::{
+    Config, GuardrailsConfig, ProbeConfig, PublishVia, PubsubConfig, TargetConfig,
+};
 use crate::engine::recorder::new_histogram;
 use crate::report::{round3, KindBlock, LatencySummary, ProbeResult, PubsubStats, SubscriberStats};
 use crate::verdict::{self, grade_with, Verdict, HTTP_DEFAULTS};
@@ -36,6 +38,31 @@ pub struct PubsubProbe;
 
 impl ProbeKind for PubsubProbe {
     type Config = PubsubConfig;
+
+    fn urls(p: &PubsubConfig) -> Vec<&str> {
+        let mut urls = vec![p.url.as_str()];
+        urls.extend(p.publish_url.as_deref());
+        urls
+    }
+
+    fn cap(g: &GuardrailsConfig, p: &mut PubsubConfig, notes: &mut Vec<String>) {
+        if let Some(m) = g.max_rate {
+            if p.rate > m {
+                notes.push(format!(
+                    "held to guardrails.max_rate: {m} publishes/s instead of {}",
+                    p.rate
+                ));
+                p.rate = m;
+            }
+        }
+    }
+
+    fn sends(p: &PubsubConfig) -> Sends {
+        Sends {
+            peak_rps: Some(p.rate),
+            ..Sends::default()
+        }
+    }
 
     fn run(
         config: &Config,

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{ops, ProbeKind, RunContext};
+use super::{ops, ProbeKind, RunContext, Sends};
 use crate::config::{
-    Config, GeneratorConfig, ProbeConfig, RaceConfig, TargetConfig, VerifyConfig, CLAIMANT_VAR,
-    ID_VAR,
+    Config, GeneratorConfig, GuardrailsConfig, ProbeConfig, RaceConfig, TargetConfig, VerifyConfig,
+    CLAIMANT_VAR, ID_VAR,
 };
 use crate::engine::http::{Conn, Endpoint};
 use crate::engine::step::Scratch;
@@ -43,6 +43,32 @@ pub struct RaceProbe;
 
 impl ProbeKind for RaceProbe {
     type Config = RaceConfig;
+
+    fn urls(r: &RaceConfig) -> Vec<&str> {
+        let mut urls = vec![r.claim.url.as_str()];
+        urls.extend(r.setup.as_ref().map(|s| s.url.as_str()));
+        urls
+    }
+
+    fn cap(g: &GuardrailsConfig, r: &mut RaceConfig, notes: &mut Vec<String>) {
+        if let Some(m) = g.max_concurrency {
+            let n = r.claimant_count();
+            if n > m {
+                r.claimants = Some(m.max(2));
+                notes.push(format!(
+                    "held to guardrails.max_concurrency: {} claimants instead of {n}",
+                    m.max(2)
+                ));
+            }
+        }
+    }
+
+    fn sends(r: &RaceConfig) -> Sends {
+        Sends {
+            requests: Some(u64::from(r.claimant_count()) * u64::from(r.round_count())),
+            ..Sends::default()
+        }
+    }
 
     fn run(
         config: &Config,
