@@ -6,24 +6,17 @@
 //! anything: it only reads, checks and describes.
 
 mod baseline;
-mod benchmark;
-mod capacity;
 mod daemon;
 mod duration;
 mod every_error;
-mod fault;
 mod flow;
 mod guardrails;
 mod limits;
-mod load;
 mod otlp;
 mod probe;
-mod pubsub;
-mod race;
 mod read;
 mod request;
 mod secret;
-mod stores;
 mod thresholds;
 mod url;
 
@@ -33,27 +26,17 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use baseline::{BaselineConfig, BaselineDetectorConfig, ProbeBaselineConfig};
-pub use benchmark::{BenchmarkConfig, OperationConfig};
-pub use capacity::{CapacityConfig, RampConfig, ResourcesConfig, SEED_STEPS};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use every_error::PathError;
-pub use fault::{
-    load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
-    FaultInjectConfig, FaultProbeConfig, HttpActionConfig, ProxyConfig, ProxyListenerConfig,
-    ToxicConfig, ToxicDirection, ToxicKindName,
-};
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,
 };
 pub use guardrails::{AbortConfig, GuardrailsConfig};
 pub use limits::{Ceiling, Limits, HARD_MAX_DURATION, HARD_MAX_RATE, MAX_CONFIG_BYTES};
-pub use load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use otlp::{OtlpConfig, OtlpProtocol};
-pub use probe::{Kind, ProbeConfig, ProbeSpec};
-pub use pubsub::{PublishVia, PubsubConfig};
-pub use race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
+pub use probe::*;
 pub use read::{
     load_file, load_file_without_secrets, load_str, read_bounded, ConfigError, ConfigErrors,
     ReadError,
@@ -62,7 +45,6 @@ pub use request::{
     placeholders, GeneratorConfig, RequestConfig, SignConfig, SignKind, TimestampFormat,
 };
 pub use secret::{redact_secrets, Secret};
-pub use stores::{RedisConfig, RedisTlsConfig, SqlConfig, SqlQueryConfig};
 pub use thresholds::{Bands, Grade, Profile, ThresholdsConfig};
 pub use url::{parse_base_url, redact_url, BaseUrl, Userinfo};
 

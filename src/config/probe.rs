@@ -2,18 +2,37 @@
 //!
 //! The kind is a closed set ([`Kind`], [`ProbeSpec`]): a probe's `kind = "race"` selects the
 //! `[probe.race]` table and nothing else, so a new kind is a new variant and the compiler
-//! names every `match` that must handle it (here, in the probe registry, in the summary).
-//! This module only reads and checks; running a kind is `probe::registry`'s business.
+//! names every `match` that must handle it (here, in `probe::each_kind!`, in the report's
+//! kind blocks). Each kind's table is a submodule of this one (`config/probe/<kind>.rs`), so
+//! the configuration side of a new kind is its own file and this one.
+//! This module only reads and checks; running a kind is the `probe` module's business.
+
+mod benchmark;
+mod capacity;
+mod fault;
+mod load;
+mod pubsub;
+mod race;
+mod stores;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::every_error::{deserialize_all, PathError};
-use super::{
-    BenchmarkConfig, CapacityConfig, FaultProbeConfig, Limits, LoadConfig, Problems, PubsubConfig,
-    RaceConfig, RedisConfig, ScheduleConfig, SqlConfig, ThresholdsConfig,
+use super::{Limits, Problems, ScheduleConfig, ThresholdsConfig};
+
+pub use self::benchmark::{BenchmarkConfig, OperationConfig};
+pub use self::capacity::{CapacityConfig, RampConfig, ResourcesConfig, SEED_STEPS};
+pub use self::fault::{
+    load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
+    FaultInjectConfig, FaultProbeConfig, HttpActionConfig, ProxyConfig, ProxyListenerConfig,
+    ToxicConfig, ToxicDirection, ToxicKindName,
 };
+pub use self::load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
+pub use self::pubsub::{PublishVia, PubsubConfig};
+pub use self::race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
+pub use self::stores::{RedisConfig, RedisTlsConfig, SqlConfig, SqlQueryConfig};
 
 /// The probe kinds. Each name is also the name of the kind's table (`[probe.load]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::request::RequestConfig;
-use super::{parse_base_url, HumanDuration, Problems};
+use crate::config::request::RequestConfig;
+use crate::config::{parse_base_url, HumanDuration, Problems};
 
 /// The `[probe.capacity]` table.
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::stores::{check_url, RedisTlsConfig};
-use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
+use crate::config::{Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// How the probe publishes its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,7 +178,7 @@ impl PubsubConfig {
                             "must be an http:// or https:// URL, or a path when the probe \
                              names a `target`",
                         );
-                    } else if let Err(e) = super::url::check_request_url(u) {
+                    } else if let Err(e) = crate::config::url::check_request_url(u) {
                         problems.push(format!("{path}.publish_url"), e);
                     }
                 }

@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
-use super::request::RequestConfig;
-use super::{Ceiling, HumanDuration, Level, Limits, Problems, Secret};
+use crate::config::request::RequestConfig;
+use crate::config::{Ceiling, HumanDuration, Level, Limits, Problems, Secret};
 
 /// Fewest and most claimants of a round. One claimant cannot race; more than a hundred
 /// connections released at once stop landing within a millisecond on a small machine.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{
+use crate::config::{
     Bands, ConfigError, ConfigErrors, HumanDuration, Limits, LoadConfig, PhaseConfig, Problems,
     Secret,
 };

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::request::{GeneratorConfig, RequestConfig};
-use super::{Ceiling, HumanDuration, Limits, Problems};
+use crate::config::request::{GeneratorConfig, RequestConfig};
+use crate::config::{Ceiling, HumanDuration, Limits, Problems};
 
 /// The `[probe.benchmark]` table.
 #[derive(Debug, Clone, Deserialize)]

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::flow::{self, DataConfig, ScenarioConfig};
-use super::request::{GeneratorConfig, RequestConfig};
-use super::{Ceiling, HumanDuration, Limits, Problems};
+use crate::config::flow::{self, DataConfig, ScenarioConfig};
+use crate::config::request::{GeneratorConfig, RequestConfig};
+use crate::config::{Ceiling, HumanDuration, Limits, Problems};
 
 /// Settings of a load probe: the arrival model, the iteration (request steps), the client.
 ///

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Ceiling, HumanDuration, Limits, Problems, Secret};
+use crate::config::{Ceiling, HumanDuration, Limits, Problems, Secret};
 
 /// Settings of a Redis workload probe: `concurrency` workers, each on its own connection,
 /// run a read/write/delete mix over a key space of their own.
