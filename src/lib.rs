@@ -5,9 +5,11 @@
 //! - [`config`] reads the TOML file and `PLIMSOLL__…` environment overrides into typed,
 //!   validated structs; every problem is reported with its path.
 //! - [`probe`] holds one module per probe kind behind one trait, and the registry that maps a
-//!   kind name to it.
+//!   kind's table to it.
 //! - [`engine`] generates load: arrival plans (open, closed, burst), the HTTP hot path and
 //!   latency recording in per-worker HDR histograms.
+//! - [`stats`] holds the measured figures (counts, error ratios, latency percentiles) that the
+//!   verdict grades and the report carries.
 //! - [`verdict`] turns measured numbers into grades with the seed documents' thresholds.
 //! - [`report`] writes the JSON result document and the terminal summary.
 //! - [`telemetry`] names and emits every metric (Prometheus exposition).
@@ -30,5 +32,6 @@ pub mod fault;
 pub mod import;
 pub mod probe;
 pub mod report;
+pub mod stats;
 pub mod telemetry;
 pub mod verdict;

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::{Bands, Grade, ThresholdsConfig};
-use crate::report::Stats;
+use crate::stats::Stats;
 
 /// The seed table's throughput bands: excellent > 1000, good ≥ 500, warning ≥ 100.
 pub const DEFAULT_RPS: Bands = Bands::new(Some(1000.0), Some(500.0), Some(100.0));
