@@ -94,6 +94,16 @@ impl Kind {
         }
     }
 
+    /// Whether its runs draw on `guardrails.max_total_rate`, the rate budget the runs going on
+    /// share. A race fires its claimants at once and is bounded by `max_concurrency` instead;
+    /// the store kinds send no HTTP load.
+    pub fn draws_rate_budget(self) -> bool {
+        match self {
+            Kind::Load | Kind::Benchmark | Kind::Pubsub | Kind::Capacity | Kind::Fault => true,
+            Kind::Race | Kind::Redis | Kind::Sql => false,
+        }
+    }
+
     /// Whether every endpoint of a run is an operation graded on its own (the benchmark's key
     /// operations), so the summary shows an operations table with each one's figures instead
     /// of the endpoints of one load.

@@ -143,7 +143,7 @@ impl Guard {
         let Some(total) = self.cfg.max_total_rate else {
             return Ok(None);
         };
-        if matches!(capped.spec, ProbeSpec::Race(_)) {
+        if !capped.kind().draws_rate_budget() {
             return Ok(None);
         }
         let asked = plan(config, capped).peak_rps;
