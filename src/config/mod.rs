@@ -9,6 +9,7 @@ mod baseline;
 mod daemon;
 mod duration;
 mod every_error;
+mod fault;
 mod flow;
 mod guardrails;
 mod limits;
@@ -29,6 +30,10 @@ pub use baseline::{BaselineConfig, BaselineDetectorConfig, ProbeBaselineConfig};
 pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use every_error::PathError;
+pub use fault::{
+    load_proxy_file, load_proxy_str, CommandActionConfig, FaultActionConfig, HttpActionConfig,
+    ProxyConfig, ProxyListenerConfig, ToxicConfig, ToxicDirection, ToxicKindName,
+};
 pub use flow::{
     parse_csv, parse_json_rows, CaptureConfig, DataConfig, DataOrder, DataRows, ExpectConfig,
     FlowStepConfig, JsonExpectConfig, ScenarioConfig,

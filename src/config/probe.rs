@@ -24,11 +24,7 @@ use super::{Limits, Problems, ScheduleConfig, ThresholdsConfig};
 
 pub use self::benchmark::{BenchmarkConfig, OperationConfig};
 pub use self::capacity::{CapacityConfig, RampConfig, ResourcesConfig, SEED_STEPS};
-pub use self::fault::{
-    load_proxy_file, load_proxy_str, BacklogConfig, CommandActionConfig, FaultActionConfig,
-    FaultInjectConfig, FaultProbeConfig, HttpActionConfig, ProxyConfig, ProxyListenerConfig,
-    ToxicConfig, ToxicDirection, ToxicKindName,
-};
+pub use self::fault::{BacklogConfig, FaultInjectConfig, FaultProbeConfig};
 pub use self::load::{Level, LoadConfig, PhaseConfig, ShardConfig, DEFAULT_CLOSED_DURATION};
 pub use self::pubsub::{PublishVia, PubsubConfig};
 pub use self::race::{RaceConfig, VerifyConfig, CLAIMANTS, CLAIMANT_VAR, ID_VAR};
