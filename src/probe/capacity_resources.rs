@@ -83,8 +83,9 @@ impl ResourceReader {
                 cpu_series,
                 memory_series,
             } => {
-                let (status, body) = super::guard::http_get(url, self.timeout, MAX_EXPOSITION)
-                    .map_err(|e| format!("{}: {e}", crate::config::redact_url(url)))?;
+                let (status, body) =
+                    super::http_get::http_get(url, self.timeout, MAX_EXPOSITION)
+                        .map_err(|e| format!("{}: {e}", crate::config::redact_url(url)))?;
                 if !(200..300).contains(&status) {
                     return Err(format!(
                         "{} answered status {status}",

@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod capacity_resources;
 pub mod fault;
 pub mod guard;
+pub mod http_get;
 pub mod load;
 pub mod ops;
 pub mod pubsub;
