@@ -26,8 +26,8 @@ pub use choice::WeightedChoice;
 pub use http::{ErrorKind, RequestError};
 pub use plan::{ArrivalPlan, ClosedPlan, Shard};
 pub use recorder::{
-    live_bucket, live_bucket_bound_micros, Progress, Recorder, SendWindowCounts, SendWindows,
-    LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
+    live_bucket, live_bucket_bound_micros, live_quantile_ms, Progress, Recorder, SendWindowCounts,
+    SendWindows, LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
 };
 pub use step::PreparedStep;
 pub use template::Generators;

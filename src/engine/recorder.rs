@@ -360,6 +360,24 @@ pub fn live_bucket_bound_micros(i: usize) -> f64 {
     LIVE_FIRST_BOUND_MICROS * LIVE_GROWTH.powi(i as i32)
 }
 
+/// The `q` quantile of live bucket counts in milliseconds (the upper bound of the bucket that
+/// holds it); `None` when nothing was counted.
+pub fn live_quantile_ms(counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    counts
+        .iter()
+        .position(|n| {
+            seen += n;
+            seen >= rank
+        })
+        .map(|i| live_bucket_bound_micros(i) / 1000.0)
+}
+
 /// Live counters for a progress display, one cache line per worker so workers never contend.
 #[derive(Debug)]
 #[repr(align(64))]

@@ -49,7 +49,7 @@ use crate::config::{
     BacklogConfig, Bands, Config, FaultProbeConfig, GuardrailsConfig, ProbeConfig,
 };
 use crate::engine::{
-    self, live_bucket_bound_micros, LoadOutcome, LoadSpec, Progress, SendWindowCounts,
+    self, live_quantile_ms, LoadOutcome, LoadSpec, Progress, SendWindowCounts,
     LIVE_LATENCY_BUCKETS, MAX_SEND_WINDOWS,
 };
 use crate::fault::{
@@ -620,19 +620,7 @@ fn series_value(text: &str, series: &str) -> Option<f64> {
 
 /// Latency percentile of live bucket counts, ms (the bucket's upper bound).
 fn percentile_ms(buckets: &[u64; LIVE_LATENCY_BUCKETS], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = ((q * total as f64).ceil() as u64).max(1);
-    let mut seen = 0;
-    for (i, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= rank {
-            return Some(round3(live_bucket_bound_micros(i) / 1000.0));
-        }
-    }
-    None
+    live_quantile_ms(buckets, q).map(round3)
 }
 
 fn diff(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Guard;
-use crate::engine::{live_bucket_bound_micros, Progress, LIVE_LATENCY_BUCKETS};
+use crate::engine::{live_quantile_ms, Progress, LIVE_LATENCY_BUCKETS};
 use crate::probe::http_get::http_get;
 use crate::probe::{OnStart, RunContext};
 use crate::report::{round3, Abort};
@@ -153,19 +153,7 @@ fn window_p99_ms(now: &Tally, before: &Tally) -> Option<f64> {
         .zip(&before.latency)
         .map(|(n, b)| n.saturating_sub(*b))
         .collect();
-    let total: u64 = counts.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = (total as f64 * 0.99).ceil() as u64;
-    let mut seen = 0;
-    for (i, c) in counts.iter().enumerate() {
-        seen += c;
-        if seen >= rank {
-            return Some(live_bucket_bound_micros(i) / 1000.0);
-        }
-    }
-    None
+    live_quantile_ms(&counts, 0.99)
 }
 
 impl Watch {
