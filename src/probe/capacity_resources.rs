@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::scrape::{http_get, series_sum};
 use crate::config::ResourcesConfig;
 use crate::report::{round3, StepResources};
 
@@ -83,9 +84,8 @@ impl ResourceReader {
                 cpu_series,
                 memory_series,
             } => {
-                let (status, body) =
-                    super::http_get::http_get(url, self.timeout, MAX_EXPOSITION)
-                        .map_err(|e| format!("{}: {e}", crate::config::redact_url(url)))?;
+                let (status, body) = http_get(url, self.timeout, MAX_EXPOSITION)
+                    .map_err(|e| format!("{}: {e}", crate::config::redact_url(url)))?;
                 if !(200..300).contains(&status) {
                     return Err(format!(
                         "{} answered status {status}",
@@ -123,39 +123,6 @@ impl ResourceReader {
             }
         }
     }
-}
-
-/// The sum of every sample of the family `name` in a Prometheus text exposition (`None`
-/// when there is none). Comments, other families and unparsable values are skipped.
-fn series_sum(text: &str, name: &str) -> Option<f64> {
-    let mut sum = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        // `name 1.5`, `name{a="b"} 1.5` or `name 1.5 1700000000000`; not `name_other 3`.
-        let value_part = if let Some(labels) = rest.strip_prefix('{') {
-            match labels.rfind('}') {
-                Some(i) => &labels[i + 1..],
-                None => continue,
-            }
-        } else if rest.starts_with([' ', '\t']) {
-            rest
-        } else {
-            continue;
-        };
-        let Some(v) = value_part
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        else {
-            continue;
-        };
-        if v.is_finite() {
-            *sum.get_or_insert(0.0) += v;
-        }
-    }
-    sum
 }
 
 /// CPU and resident memory of a local process from `/proc/PID/stat` and `/proc/PID/status`.
@@ -262,20 +229,6 @@ fn round3_sig(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn families_are_summed_and_look_alikes_skipped() {
-        let text = "# HELP process_cpu_seconds_total CPU.\n\
-                    # TYPE process_cpu_seconds_total counter\n\
-                    process_cpu_seconds_total 12.5\n\
-                    process_cpu_seconds_total_extra 99\n\
-                    rss{pod=\"a\"} 100\n\
-                    rss{pod=\"b\",x=\"}\"} 50 1700000000000\n\
-                    rss_other 7\n";
-        assert_eq!(series_sum(text, "process_cpu_seconds_total"), Some(12.5));
-        assert_eq!(series_sum(text, "rss"), Some(150.0));
-        assert_eq!(series_sum(text, "missing"), None);
-    }
 
     #[test]
     fn proc_fields_are_counted_after_the_command_name() {

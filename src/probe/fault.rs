@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::scrape::{http_get, series_sum};
 use super::{ProbeKind, RunContext, Sends};
 use crate::config::{
     BacklogConfig, Bands, Config, FaultProbeConfig, GuardrailsConfig, ProbeConfig,
@@ -80,6 +81,8 @@ const P99_FLOOR_MS: f64 = 20.0;
 const DRAIN_MARGIN: Duration = Duration::from_millis(100);
 /// Longest wait for one backlog reading.
 const BACKLOG_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest exposition read for a backlog series.
+const MAX_EXPOSITION: usize = 16 << 20;
 
 pub struct FaultProbe;
 
@@ -523,8 +526,20 @@ async fn read_backlog(
     redis: &mut Option<::redis::aio::MultiplexedConnection>,
 ) -> Result<f64, String> {
     if let (Some(url), Some(series)) = (&b.metrics_url, &b.series) {
-        let text = http_get(url).await?;
-        return series_value(&text, series).ok_or_else(|| format!("no series {series} at {url}"));
+        let shown = crate::config::redact_url(url);
+        let scrape = {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || http_get(&url, BACKLOG_TIMEOUT, MAX_EXPOSITION))
+        };
+        let (status, body) = scrape
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{shown} answered status {status}"));
+        }
+        let text = String::from_utf8_lossy(&body);
+        return series_sum(&text, series).ok_or_else(|| format!("no series {series} at {shown}"));
     }
     let (Some(url), Some(key)) = (&b.redis_url, &b.key) else {
         return Err("no backlog source".into());
@@ -546,76 +561,6 @@ async fn read_backlog(
             Err(e.to_string())
         }
     }
-}
-
-/// A plain `GET` over HTTP/1.0 (the target's `/metrics`; `http://` only).
-async fn http_get(url: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("backlog: only http:// metrics URLs are read")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    s.take(16 << 20)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
-    if !head.starts_with("HTTP/1.") || head.split(' ').nth(1) != Some("200") {
-        return Err(format!(
-            "{url}: {}",
-            head.lines().next().unwrap_or("no status line")
-        ));
-    }
-    Ok(body.to_string())
-}
-
-/// The sum of the lines of a Prometheus text exposition whose series is `series` (a name
-/// alone matches the name with any labels).
-fn series_value(text: &str, series: &str) -> Option<f64> {
-    let mut sum = None;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((name, rest)) = line.rsplit_once('}').map_or_else(
-            || line.split_once(' '),
-            |(head, tail)| Some((&line[..head.len() + 1], tail)),
-        ) else {
-            continue;
-        };
-        let matches =
-            name == series || (!series.contains('{') && name.split('{').next() == Some(series));
-        if !matches {
-            continue;
-        }
-        if let Some(v) = rest
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            *sum.get_or_insert(0.0) += v;
-        }
-    }
-    sum
 }
 
 /// Latency percentile of live bucket counts, ms (the bucket's upper bound).
@@ -899,15 +844,6 @@ fn grade(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_series_is_read_by_name_or_with_its_labels() {
-        let text = "# HELP q depth\nq{queue=\"a\"} 3\nq{queue=\"b\"} 4\nqq 9\nplain 7\n";
-        assert_eq!(series_value(text, "q"), Some(7.0));
-        assert_eq!(series_value(text, "q{queue=\"b\"}"), Some(4.0));
-        assert_eq!(series_value(text, "plain"), Some(7.0));
-        assert_eq!(series_value(text, "none"), None);
-    }
 
     #[test]
     fn percentiles_come_from_the_live_buckets() {

@@ -12,13 +12,13 @@ pub mod capacity;
 pub mod capacity_resources;
 pub mod fault;
 pub mod guard;
-pub mod http_get;
 pub mod load;
 pub mod ops;
 pub mod pubsub;
 pub mod race;
 pub mod redis;
 pub mod redis_client;
+pub mod scrape;
 pub mod sql;
 
 use std::sync::atomic::AtomicBool;

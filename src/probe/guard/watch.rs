@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::Guard;
 use crate::engine::{live_quantile_ms, Progress, LIVE_LATENCY_BUCKETS};
-use crate::probe::http_get::http_get;
+use crate::probe::scrape::http_get;
 use crate::probe::{OnStart, RunContext};
 use crate::report::{round3, Abort};
 

@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP GET for the probes' side channels (the guardrails' health check,
-//! the capacity probe's resource scrape). Not for load: the engine sends that.
+//! Reading other processes' side channels: a minimal blocking HTTP GET (the guardrails'
+//! health check, the capacity probe's resource figures, the fault probe's backlog) and the sum
+//! of a series in a Prometheus text exposition. Not for load: the engine sends that.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -81,5 +82,82 @@ pub fn http_get(url: &str, timeout: Duration, max_body: usize) -> Result<(u16, V
             Ok(k) => body.extend_from_slice(&chunk[..k]),
             Err(e) => return Err(format!("the answer did not end within {timeout:?}: {e}")),
         }
+    }
+}
+
+/// The sum of the samples of `series` in a Prometheus text exposition, `None` when there is
+/// none. A bare name (`rss`) matches every sample of that family whatever its labels; a name
+/// with labels (`q{queue="b"}`) matches that label set as written. Comments, look-alike
+/// families (`rss_other`), unparsable and non-finite values are skipped; a label value may
+/// hold a `}`.
+pub fn series_sum(text: &str, series: &str) -> Option<f64> {
+    let (name, want_labels) = match series.split_once('{') {
+        Some((n, labels)) => (n, Some(labels)),
+        None => (series, None),
+    };
+    let mut sum = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // `name 1.5`, `name{a="b"} 1.5` or `name 1.5 1700000000000`; not `name_other 3`.
+        let value_part = if let Some(labels) = rest.strip_prefix('{') {
+            let Some(end) = labels.rfind('}') else {
+                continue;
+            };
+            if want_labels.is_some_and(|w| w != &labels[..=end]) {
+                continue;
+            }
+            &labels[end + 1..]
+        } else if rest.starts_with([' ', '\t']) && want_labels.is_none() {
+            rest
+        } else {
+            continue;
+        };
+        let Some(v) = value_part
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        if v.is_finite() {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_summed_and_look_alikes_skipped() {
+        let text = "# HELP process_cpu_seconds_total CPU.\n\
+                    # TYPE process_cpu_seconds_total counter\n\
+                    process_cpu_seconds_total 12.5\n\
+                    process_cpu_seconds_total_extra 99\n\
+                    rss{pod=\"a\"} 100\n\
+                    rss{pod=\"b\",x=\"}\"} 50 1700000000000\n\
+                    rss_other 7\n";
+        assert_eq!(series_sum(text, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(series_sum(text, "rss"), Some(150.0));
+        assert_eq!(series_sum(text, "missing"), None);
+    }
+
+    #[test]
+    fn a_series_is_read_by_name_or_with_its_labels() {
+        let text = "# HELP q depth\nq{queue=\"a\"} 3\nq{queue=\"b\"} 4\nqq 9\nplain 7\nbad NaN\n";
+        assert_eq!(series_sum(text, "q"), Some(7.0));
+        assert_eq!(series_sum(text, "q{queue=\"b\"}"), Some(4.0));
+        assert_eq!(series_sum(text, "q{queue=\"c\"}"), None);
+        assert_eq!(series_sum(text, "plain"), Some(7.0));
+        assert_eq!(series_sum(text, "plain{x=\"1\"}"), None);
+        assert_eq!(series_sum(text, "bad"), None);
+        assert_eq!(series_sum(text, "none"), None);
     }
 }
