@@ -133,17 +133,35 @@ fn shortest_gap(schedule: &cron::Schedule) -> Option<std::time::Duration> {
         .min()
 }
 
+/// Why a cron expression was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "{text:?} has {fields} fields; expected 6 (sec min hour day-of-month month \
+         day-of-week), e.g. \"0 */5 * * * *\""
+    )]
+    FieldCount { text: String, fields: usize },
+    #[error("{text:?} is not a valid cron expression: {source}")]
+    Invalid {
+        text: String,
+        source: cron::error::Error,
+    },
+}
+
 /// Parses a 6-field (seconds first) cron expression; a 7th field (year) is allowed.
-pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
+pub fn parse_cron(text: &str) -> Result<cron::Schedule, CronError> {
     let fields = text.split_whitespace().count();
     if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "{text:?} has {fields} fields; expected 6 (sec min hour day-of-month month \
-             day-of-week), e.g. \"0 */5 * * * *\""
-        ));
+        return Err(CronError::FieldCount {
+            text: text.to_string(),
+            fields,
+        });
     }
     text.parse::<cron::Schedule>()
-        .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))
+        .map_err(|source| CronError::Invalid {
+            text: text.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]

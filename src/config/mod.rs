@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use baseline::{BaselineConfig, BaselineDetectorConfig, ProbeBaselineConfig};
-pub use daemon::{parse_cron, DaemonConfig, ScheduleConfig};
+pub use daemon::{parse_cron, CronError, DaemonConfig, ScheduleConfig};
 pub use duration::HumanDuration;
 pub use every_error::PathError;
 pub use fault::{
@@ -49,9 +49,9 @@ pub use read::{
 pub use request::{
     placeholders, GeneratorConfig, RequestConfig, SignConfig, SignKind, TimestampFormat,
 };
-pub use secret::{redact_secrets, Secret};
+pub use secret::{redact_secrets, Secret, SecretError};
 pub use thresholds::{Bands, Grade, Profile, ThresholdsConfig};
-pub use url::{parse_base_url, redact_url, BaseUrl, Userinfo};
+pub use url::{parse_base_url, redact_url, BaseUrl, UrlError, Userinfo};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,10 +167,10 @@ pub struct Problems {
 }
 
 impl Problems {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub fn push(&mut self, path: impl Into<String>, message: impl std::fmt::Display) {
         self.errors.push(ConfigError {
             path: path.into(),
-            message: message.into(),
+            message: message.to_string(),
             line: None,
         });
     }

@@ -16,6 +16,21 @@ thread_local! {
 /// problems with exactly this message.
 pub const NOT_RESOLVED: &str = "secret reference left unresolved (structure-only check)";
 
+/// Why a secret reference could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Secrets are not being resolved (a structure-only check).
+    #[error("{}", NOT_RESOLVED)]
+    NotResolved,
+    #[error("environment variable {0} is not set")]
+    EnvNotSet(String),
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        path: String,
+        source: super::read::ReadError,
+    },
+}
+
 /// Runs `f` with `env:` and `file:` references left unresolved: nothing is read from the
 /// environment or from secret files, and checks of the resolved values are skipped.
 pub fn without_secrets<T>(f: impl FnOnce() -> T) -> T {
@@ -77,19 +92,22 @@ impl Secret {
     }
 
     /// Resolves `env:` and `file:` references; literals resolve to themselves.
-    pub fn resolve(&mut self) -> Result<(), String> {
+    pub fn resolve(&mut self) -> Result<(), SecretError> {
         if self.is_reference() && STRUCTURE_ONLY.with(Cell::get) {
-            return Err(NOT_RESOLVED.to_string());
+            return Err(SecretError::NotResolved);
         }
         if let Some(name) = self.spec.strip_prefix("env:") {
-            self.value = std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?;
+            self.value =
+                std::env::var(name).map_err(|_| SecretError::EnvNotSet(name.to_string()))?;
         } else if let Some(path) = self.spec.strip_prefix("file:") {
             let text = super::read::read_bounded(
                 std::path::Path::new(path),
                 super::limits::MAX_SECRET_BYTES,
             )
-            .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+            .map_err(|source| SecretError::File {
+                path: path.to_string(),
+                source,
+            })?;
             // Files written by editors and `echo` end in a newline that is not part of the secret.
             self.value = text.trim_end_matches(['\n', '\r']).to_string();
         }
@@ -150,8 +168,13 @@ mod tests {
         assert_eq!(s.expose(), "from-file");
 
         let mut s: Secret = serde_json::from_str("\"env:PLIMSOLL_TEST_SECRET_UNSET\"").unwrap();
+        let e = s.resolve().unwrap_err();
+        assert!(
+            matches!(&e, SecretError::EnvNotSet(name) if name == "PLIMSOLL_TEST_SECRET_UNSET"),
+            "{e:?}"
+        );
         assert_eq!(
-            s.resolve().unwrap_err(),
+            e.to_string(),
             "environment variable PLIMSOLL_TEST_SECRET_UNSET is not set"
         );
     }

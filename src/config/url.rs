@@ -55,27 +55,66 @@ impl BaseUrl {
     }
 }
 
+/// Why a URL was refused. Each variant holds the URL as shown in messages: its userinfo
+/// replaced by `***`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error(
+        "{0:?} is not a valid URL: it holds a space, a quote, `<`, `>` or a control character"
+    )]
+    ForbiddenCharacter(String),
+    #[error("{url:?} is not a valid URL: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error("{0:?} needs a scheme: http:// or https://")]
+    NoScheme(String),
+    /// A base URL's scheme other than `http` or `https`.
+    #[error("unsupported scheme {0:?}: use http or https")]
+    Scheme(String),
+    /// A request URL's scheme other than `http` or `https` (a path is also accepted there).
+    #[error("unsupported scheme {0:?}: use http:// or https://, or a path joined to the target")]
+    RequestScheme(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
+impl UrlError {
+    /// The same error naming the URL as `shown` (a request URL as written, placeholders
+    /// included, rather than the form that was parsed).
+    fn shown_as(self, shown: String) -> UrlError {
+        match self {
+            UrlError::ForbiddenCharacter(_) => UrlError::ForbiddenCharacter(shown),
+            UrlError::Invalid { reason, .. } => UrlError::Invalid { url: shown, reason },
+            UrlError::NoScheme(_) => UrlError::NoScheme(shown),
+            UrlError::NoHost(_) => UrlError::NoHost(shown),
+            scheme @ (UrlError::Scheme(_) | UrlError::RequestScheme(_)) => scheme,
+        }
+    }
+}
+
 /// Parses and checks a base URL (`http://[user:password@]host[:port][/prefix]`).
 ///
 /// Errors never repeat the URL's credentials: the message shows the URL with its userinfo
 /// replaced by `***`.
-pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
+pub fn parse_base_url(url: &str) -> Result<BaseUrl, UrlError> {
     let shown = redact_url(url);
     if has_forbidden_char(url) {
-        return Err(forbidden_char_message(&shown));
+        return Err(UrlError::ForbiddenCharacter(shown));
     }
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
+        .map_err(|e: http::uri::InvalidUri| UrlError::Invalid {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        Some(s) => return Err(format!("unsupported scheme {s:?}: use http or https")),
-        None => return Err(format!("{shown:?} needs a scheme: http:// or https://")),
+        Some(s) => return Err(UrlError::Scheme(s.to_string())),
+        None => return Err(UrlError::NoScheme(shown)),
     };
-    let auth = uri
-        .authority()
-        .ok_or_else(|| format!("{shown:?} has no host"))?;
+    let Some(auth) = uri.authority() else {
+        return Err(UrlError::NoHost(shown));
+    };
     let raw = auth.as_str();
     let (userinfo, hostport) = match raw.rsplit_once('@') {
         Some((ui, hp)) => {
@@ -92,7 +131,7 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
     };
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("{shown:?} has no host"));
+        return Err(UrlError::NoHost(shown));
     }
     Ok(BaseUrl {
         tls,
@@ -111,17 +150,11 @@ fn has_forbidden_char(url: &str) -> bool {
         .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '`' | ' '))
 }
 
-fn forbidden_char_message(shown: &str) -> String {
-    format!(
-        "{shown:?} is not a valid URL: it holds a space, a quote, `<`, `>` or a control character"
-    )
-}
-
 /// Checks the URL of a request step: an absolute `http://` or `https://` URL, or a path (with
 /// query) joined to the probe's target. `{{placeholders}}` may hold anything between their
 /// braces (they are filled in per request and checked then); outside them, the characters
 /// [`parse_base_url`] refuses are refused, and so is any other scheme (`file://`, `ftp://`).
-pub fn check_request_url(url: &str) -> Result<(), String> {
+pub fn check_request_url(url: &str) -> Result<(), UrlError> {
     let shown = redact_url(url);
     // Each placeholder stands for one plain character while the rest is checked.
     let mut plain = String::with_capacity(url.len());
@@ -141,19 +174,17 @@ pub fn check_request_url(url: &str) -> Result<(), String> {
     }
     plain.push_str(rest);
     if has_forbidden_char(&plain) {
-        return Err(forbidden_char_message(&shown));
+        return Err(UrlError::ForbiddenCharacter(shown));
     }
     match scheme_of(&plain) {
         None => Ok(()),
         Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
-            parse_base_url(&plain).map(|_| ()).map_err(|e| {
-                // The message shows the URL as written, placeholders included.
-                e.replace(&format!("{:?}", redact_url(&plain)), &format!("{shown:?}"))
-            })
+            // The message shows the URL as written, placeholders included.
+            parse_base_url(&plain)
+                .map(|_| ())
+                .map_err(|e| e.shown_as(shown))
         }
-        Some(s) => Err(format!(
-            "unsupported scheme {s:?}: use http:// or https://, or a path joined to the target"
-        )),
+        Some(s) => Err(UrlError::RequestScheme(s.to_string())),
     }
 }
 
@@ -216,9 +247,10 @@ mod tests {
             (b.port, b.authority.as_str(), b.path.as_str()),
             (8080, "127.0.0.1:8080", "")
         );
-        assert!(parse_base_url("ftp://x")
-            .unwrap_err()
-            .contains("unsupported scheme"));
+        assert_eq!(
+            parse_base_url("ftp://x").unwrap_err(),
+            UrlError::Scheme("ftp".into())
+        );
         assert!(parse_base_url("file:///etc/passwd").is_err());
         assert!(parse_base_url("/just/a/path").is_err());
         assert!(parse_base_url("http://127.0.0.1/<script>").is_err());
@@ -267,7 +299,13 @@ mod tests {
         assert_eq!((ui.user.as_str(), ui.password.as_str()), ("user", "s@cret"));
         assert!(!format!("{b:?}").contains("s@cret"));
         let e = parse_base_url("gopher://user:hunter2@127.0.0.1/").unwrap_err();
-        assert!(!e.contains("hunter2"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+        // A request URL is named as written, placeholders included.
+        assert_eq!(
+            check_request_url("http://:80/{{path}}").unwrap_err(),
+            UrlError::NoHost("http://:80/{{path}}".into())
+        );
         assert_eq!(
             redact_url("http://u:p@127.0.0.1:1/x?y=@"),
             "http://***@127.0.0.1:1/x?y=@"

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{parse_cron, ScheduleConfig};
+use crate::config::{parse_cron, CronError, ScheduleConfig};
 
 /// A probe's schedule, compiled.
 #[derive(Debug, Clone)]
@@ -31,16 +31,25 @@ enum Rule {
     Cron(Box<cron::Schedule>),
 }
 
+/// Why a schedule could not be compiled (validation refuses both first).
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Cron(#[from] CronError),
+    #[error("a schedule needs `every` or `cron`")]
+    Empty,
+}
+
 impl Schedule {
     /// Compiles a validated schedule; `anchor` is when interval counting starts.
-    pub fn new(cfg: &ScheduleConfig, anchor: SystemTime) -> Result<Self, String> {
+    pub fn new(cfg: &ScheduleConfig, anchor: SystemTime) -> Result<Self, ScheduleError> {
         let rule = match (&cfg.every, &cfg.cron) {
             (Some(e), _) => Rule::Every {
                 every: e.as_duration(),
                 anchor,
             },
             (None, Some(c)) => Rule::Cron(Box::new(parse_cron(c)?)),
-            (None, None) => return Err("a schedule needs `every` or `cron`".into()),
+            (None, None) => return Err(ScheduleError::Empty),
         };
         Ok(Schedule {
             rule,
@@ -57,7 +66,7 @@ impl Schedule {
     pub fn starting(
         cfg: &ScheduleConfig,
         now: SystemTime,
-    ) -> Result<(Self, Option<SystemTime>), String> {
+    ) -> Result<(Self, Option<SystemTime>), ScheduleError> {
         match &cfg.every {
             Some(e) => {
                 let window = e.as_duration().min(Self::FIRST_RUN_WINDOW);
@@ -168,7 +177,11 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 60 + 30))
         );
         let err = parse_cron("*/5 * * * *").unwrap_err();
-        assert!(err.contains("has 5 fields; expected 6"), "{err}");
+        assert!(
+            matches!(err, CronError::FieldCount { fields: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("has 5 fields; expected 6"), "{err}");
         assert!(parse_cron("0 0 25 * * *").is_err());
     }
 

@@ -105,7 +105,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses and checks a base URL (`http://host:port/prefix`); see [`crate::config::parse_base_url`].
     pub fn parse_base(url: &str) -> Result<BaseUrl, String> {
-        crate::config::parse_base_url(url)
+        crate::config::parse_base_url(url).map_err(|e| e.to_string())
     }
 
     /// Builds an endpoint, with its TLS configuration when the scheme is https.
