@@ -181,7 +181,10 @@ mod tests {
             matches!(err, CronError::FieldCount { fields: 5, .. }),
             "{err:?}"
         );
-        assert!(err.to_string().contains("has 5 fields; expected 6"), "{err}");
+        assert!(
+            err.to_string().contains("has 5 fields; expected 6"),
+            "{err}"
+        );
         assert!(parse_cron("0 0 25 * * *").is_err());
     }
 
