@@ -29,8 +29,9 @@
 //! → start of the first unsteady window that ends after the inject. Recovery: clear (the
 //! clear action's return) → start of the first run of `recovery_stretch` of steady windows
 //! among those that end after the clear (0 when the window holding the clear is already
-//! steady). Grades: outage error rate (errors / requests while the fault was on), recovery
-//! time, backlog peak (DESIGN.md's table; each band configurable in the table).
+//! steady). Backlog drain: clear → first reading at or below the median of the readings
+//! before the inject. Grades: outage error rate (errors / requests while the fault was on),
+//! recovery time, backlog peak (DESIGN.md's table; each band configurable in the table).
 //!
 //! **Safety.** The fault is injected through a [`FaultGuard`]: it is cleared when the hold
 //! ends, when the run fails (the engine stopped early), when it is stopped (`ctx.stop`), and

@@ -43,6 +43,22 @@ pub(super) fn reads_of(windows: &[SendWindowCounts], window_s: f64) -> Vec<Read>
     reads
 }
 
+/// The median of some readings (the mean of the middle two for an even count); `None` for
+/// none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
 /// Latency percentile of live bucket counts, ms (the bucket's upper bound).
 fn percentile_ms(buckets: &[u64; LIVE_LATENCY_BUCKETS], q: f64) -> Option<f64> {
     live_quantile_ms(buckets, q).map(round3)
@@ -204,12 +220,16 @@ pub(super) fn figures(
     let (r1, e1, l1) = span(reads, i_inject, i_during_end);
     let (r2, e2, l2) = span(reads, i_clear, last);
     let p = |l: &[u64; LIVE_LATENCY_BUCKETS]| percentile_ms(l, 0.99).unwrap_or(0.0);
-    // Backlog: the peak from the inject on, and the drain back to the level before it.
-    let base = backlog
-        .iter()
-        .filter(|s| inject_s.is_some_and(|i| s.at_s < i))
-        .map(|s| s.value)
-        .next_back();
+    // Backlog: the peak from the inject on, and the drain back to the level before it. That
+    // level is the median of the readings before the inject: a queue that is worked in
+    // batches stands at a sawtooth level, and one reading taken just after a batch (or
+    // before the load began) would ask the drain to reach a low the steady queue never holds.
+    let base = median(
+        backlog
+            .iter()
+            .filter(|s| inject_s.is_some_and(|i| s.at_s < i))
+            .map(|s| s.value),
+    );
     let during: Vec<&BacklogSample> = backlog
         .iter()
         .filter(|s| inject_s.is_some_and(|i| s.at_s >= i))
@@ -265,6 +285,17 @@ pub(super) fn figures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the drain's reference was the last reading before the inject, and a
+    /// sawtooth queue read just after a batch (0 among readings of 3 to 10) left a backlog
+    /// back at its usual level reported as never drained.
+    #[test]
+    fn the_backlog_reference_is_the_median_before_the_inject() {
+        let before = [0.0, 6.0, 7.0, 10.0, 9.0, 0.0];
+        assert_eq!(median(before.into_iter()), Some(6.5));
+        assert_eq!(median([3.0, f64::NAN, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median(std::iter::empty()), None);
+    }
 
     #[test]
     fn percentiles_come_from_the_live_buckets() {

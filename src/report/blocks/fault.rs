@@ -52,7 +52,7 @@ pub struct FaultFigures {
     /// The band a window must be in to count as steady.
     pub steady: SteadyBand,
     /// Highest backlog read from the inject to the end, and the time from the clear until
-    /// it was back to its level before the inject.
+    /// it was back to its level before the inject (the median of the readings before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog_peak: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
