@@ -88,6 +88,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         }
     }
 
+    /// The underlying stream.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
     /// Writes `request` (a complete head and body, see [`serialize_request`]) and reads the
     /// whole response, counting its body and discarding it. `head_request` says the method
     /// was HEAD, whose response has no body whatever its headers say.

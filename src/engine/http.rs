@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::Request;
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::h1::{H1Conn, Response1};
+use super::rxstamp::StampedTcp;
 
 pub use crate::config::BaseUrl;
 use crate::config::{HttpVersion, TlsConfig};
@@ -150,6 +152,12 @@ impl Endpoint {
         Ok(addrs)
     }
 
+    /// Whether its connections stamp responses with their arrival ([`Conn::received_at`]):
+    /// plain HTTP/1.1, not TLS or HTTP/2.
+    pub fn stamps_responses(&self) -> bool {
+        self.tls.is_none() && self.http != HttpVersion::Http2
+    }
+
     /// Opens a connection and completes the TLS and HTTP handshakes.
     pub async fn connect(&self, addrs: &[SocketAddr]) -> Result<Conn, RequestError> {
         let mut last = None;
@@ -189,7 +197,7 @@ impl Endpoint {
                 }
             }
             _ if self.http == HttpVersion::Http2 => h2_handshake(TokioIo::new(tcp)).await,
-            _ => Ok(Conn::H1(H1Conn::new(tcp))),
+            _ => Ok(Conn::H1(H1Conn::new(StampedTcp::new(tcp)))),
         }
     }
 }
@@ -210,7 +218,7 @@ where
 
 /// An open connection.
 pub enum Conn {
-    H1(H1Conn<TcpStream>),
+    H1(H1Conn<StampedTcp>),
     H1Tls(Box<H1Conn<TlsStream<TcpStream>>>),
     H2(hyper::client::conn::http2::SendRequest<ReqBody>),
 }
@@ -227,6 +235,15 @@ impl Conn {
             Conn::H1(c) => c.is_usable(),
             Conn::H1Tls(c) => c.is_usable(),
             Conn::H2(s) => !s.is_closed(),
+        }
+    }
+
+    /// When the last exchange's response finished arriving, by the kernel's receive stamp,
+    /// never before `floor` nor after now; `None` where there is no stamp (TLS, HTTP/2, no kernel support).
+    pub fn received_at(&self, floor: Instant) -> Option<Instant> {
+        match self {
+            Conn::H1(c) => c.stream().received_at(floor),
+            _ => None,
         }
     }
 
@@ -252,6 +269,7 @@ impl Conn {
     ) -> Result<Response1, RequestError> {
         match self {
             Conn::H1(c) => {
+                c.stream_mut().clear_stamp();
                 c.exchange_into(request, head_request, max_body, keep, head)
                     .await
             }

@@ -12,6 +12,7 @@ pub mod http;
 mod pacer;
 pub mod plan;
 pub mod recorder;
+mod rxstamp;
 pub mod sign;
 pub mod step;
 pub mod template;

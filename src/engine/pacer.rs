@@ -33,6 +33,17 @@ pub(super) const SPIN: Duration = Duration::from_micros(10);
 /// under the millisecond that tokio's timer alone would.
 pub(super) const BATCH_WINDOW: Duration = Duration::from_micros(400);
 
+/// [`BATCH_WINDOW`] where responses wait for the tick ([`sleep_past_replies`]): then a wake-up
+/// is all the worker's sleeping costs, and on a virtual machine a wake-up (the timer's
+/// interrupt, and the target's own wake-up by the batch's first request, which the sender
+/// pays for) costs more CPU than a request, so fewer and fuller batches are most of the
+/// saving. Bounded so send lag stays under a millisecond.
+pub(super) const DEFERRED_BATCH_WINDOW: Duration = Duration::from_micros(700);
+
+/// Longest time a response may wait unread in its socket while the worker sleeps towards its
+/// next tick (see [`sleep_past_replies`]).
+pub(super) const DEFER_REPLIES: Duration = Duration::from_millis(1);
+
 /// Longest single sleep, so a stop request is noticed promptly.
 pub(super) const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -231,6 +242,41 @@ impl PreciseTimer {
     #[cfg(not(target_os = "linux"))]
     pub async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await;
+    }
+}
+
+/// Sleeps the worker's thread until `until` (at most [`DEFER_REPLIES`] away) without waking
+/// for each response that arrives meanwhile, then lets the runtime read them all at once.
+///
+/// A worker waiting in its event loop wakes for every response, which at a few thousand
+/// requests a second is a wake-up per request on top of the pacer's own. Sleeping outside
+/// the event loop instead leaves the responses in their sockets until the tick; the kernel
+/// stamps each with its arrival ([`super::rxstamp`]), so their latency is what it would have
+/// been. Only for connections that stamp: elsewhere the wait would be counted as latency.
+/// The runtime is blocked for the sleep, which is why it is bounded: nothing on this worker
+/// (a timeout, a connection being opened) is held back by more than a tick.
+pub(super) async fn sleep_past_replies(until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return;
+    }
+    if left <= SPIN {
+        yield_local().await;
+        return;
+    }
+    std::thread::sleep(left.min(DEFER_REPLIES));
+    // tokio's `yield_now` runs the task again only after the runtime has polled its event
+    // loop (without blocking, as a task is ready): every response now waiting is read first.
+    tokio::task::yield_now().await;
+}
+
+/// Makes the calling thread's sleeps end when asked, not up to the default 50 µs later that
+/// Linux allows itself to batch timers: the sleep in [`sleep_past_replies`] is the pacer's.
+pub(super) fn precise_sleeps() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain prctl on the calling thread with an integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
 }
 
