@@ -160,6 +160,16 @@ impl Endpoint {
 
     /// Opens a connection and completes the TLS and HTTP handshakes.
     pub async fn connect(&self, addrs: &[SocketAddr]) -> Result<Conn, RequestError> {
+        self.connect_with(addrs, false).await
+    }
+
+    /// [`connect`](Self::connect), with the kernel's receive stamps on a plain HTTP/1.1
+    /// connection ([`Conn::received_at`]), for a reader that may read a response late.
+    pub async fn connect_stamped(&self, addrs: &[SocketAddr]) -> Result<Conn, RequestError> {
+        self.connect_with(addrs, true).await
+    }
+
+    async fn connect_with(&self, addrs: &[SocketAddr], stamp: bool) -> Result<Conn, RequestError> {
         let mut last = None;
         let mut tcp = None;
         for a in addrs {
@@ -197,7 +207,7 @@ impl Endpoint {
                 }
             }
             _ if self.http == HttpVersion::Http2 => h2_handshake(TokioIo::new(tcp)).await,
-            _ => Ok(Conn::H1(H1Conn::new(StampedTcp::new(tcp)))),
+            _ => Ok(Conn::H1(H1Conn::new(StampedTcp::new(tcp, stamp)))),
         }
     }
 }

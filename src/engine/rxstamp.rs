@@ -25,19 +25,23 @@ use tokio::net::TcpStream;
 /// [`StampedTcp::received_at`] before they are taken again.
 const CLOCK_PAIR_SKEW: Duration = Duration::from_micros(20);
 
-/// A plain TCP connection that records the receive time of the bytes of its last read.
+/// A plain TCP connection that records the receive time of the bytes of its last read (when
+/// made with stamps on; otherwise a plain stream).
 pub struct StampedTcp {
     inner: TcpStream,
+    /// Whether reads go through `recvmsg` and keep the kernel's stamp.
+    stamp: bool,
     /// Wall-clock receive time of the last bytes read, as the kernel stamped them.
     last_rx: Option<Duration>,
 }
 
 impl StampedTcp {
-    /// Wraps `inner` and asks the kernel to stamp what it receives (best effort: without the
-    /// option the stream works as a plain one and [`Self::received_at`] gives `None`).
-    pub fn new(inner: TcpStream) -> Self {
+    /// Wraps `inner`; with `stamp`, asks the kernel to stamp what it receives (best effort:
+    /// without the option the stream works as a plain one and [`Self::received_at`] gives
+    /// `None`, as it always does without `stamp`).
+    pub fn new(inner: TcpStream, stamp: bool) -> Self {
         #[cfg(target_os = "linux")]
-        {
+        if stamp {
             use std::os::fd::AsRawFd;
             let on: libc::c_int = 1;
             // SAFETY: a valid socket and a pointer to an int of the length given.
@@ -53,6 +57,7 @@ impl StampedTcp {
         }
         StampedTcp {
             inner,
+            stamp,
             last_rx: None,
         }
     }
@@ -163,6 +168,9 @@ impl AsyncRead for StampedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.stamp {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         loop {
             match this.inner.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -224,7 +232,7 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();
             let (c, a) = tokio::join!(TcpStream::connect(addr), l.accept());
-            let mut c = StampedTcp::new(c.unwrap());
+            let mut c = StampedTcp::new(c.unwrap(), true);
             let (mut server, _) = a.unwrap();
             // The kernel turns stamping on a little after the first socket asks for it (from
             // a work queue): until then reads carry no stamp.
@@ -261,6 +269,30 @@ mod tests {
             assert_eq!(&buf[..n], b"again");
             drop(server);
             assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+        });
+    }
+
+    /// The closed model reads each response as it comes: its streams are made without stamps
+    /// and read as plain ones.
+    #[test]
+    fn a_stream_made_without_stamps_reads_plainly_and_has_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (c, a) = tokio::join!(TcpStream::connect(addr), l.accept());
+            let mut c = StampedTcp::new(c.unwrap(), false);
+            let (mut server, _) = a.unwrap();
+            let mut buf = [0u8; 16];
+            for _ in 0..20 {
+                server.write_all(b"hello").await.unwrap();
+                let n = c.read(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"hello");
+                assert_eq!(c.received_at(Instant::now()), None);
+            }
         });
     }
 }

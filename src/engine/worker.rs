@@ -183,6 +183,11 @@ struct Worker {
     /// stamping on some time after the first socket asks for it (and some systems never do),
     /// so the open model leaves responses waiting for a tick only once they are stamped.
     stamped: Cell<bool>,
+    /// Whether new connections ask the kernel for receive stamps: only where the open model
+    /// leaves responses waiting for a tick. Stamping costs a little on every read (and turns
+    /// on receive timestamps for the whole host), so the closed model, which reads each
+    /// response as it comes, does without.
+    stamp_replies: Cell<bool>,
 }
 
 impl Worker {
@@ -195,6 +200,7 @@ impl Worker {
             h2: RefCell::new((0..n).map(|_| None).collect()),
             in_flight: Cell::new(0),
             stamped: Cell::new(false),
+            stamp_replies: Cell::new(false),
             halt: Notify::new(),
             last_end: Cell::new(None),
             sampler: RefCell::new(
@@ -261,7 +267,11 @@ impl Worker {
                 a
             }
         };
-        let conn = endpoint.connect(&addrs).await?;
+        let conn = if self.stamp_replies.get() {
+            endpoint.connect_stamped(&addrs).await?
+        } else {
+            endpoint.connect(&addrs).await?
+        };
         if let Some(shared) = conn.share() {
             self.h2.borrow_mut()[ep] = Some(shared);
         }
@@ -549,6 +559,7 @@ async fn open_loop(w: &Rc<Worker>, plan: &ArrivalPlan, shard: Shard, start: Inst
     let mut released = start.checked_sub(window).unwrap_or(start);
     let mut let_users_finish = false;
     if defer_replies {
+        w.stamp_replies.set(true);
         precise_sleeps();
     }
     // Whether the users given arrivals since the last sleep have run (and sent them).
