@@ -222,18 +222,26 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn a_read_late_is_stamped_with_its_arrival() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn run(f: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let (c, a) = tokio::join!(TcpStream::connect(addr), l.accept());
-            let mut c = StampedTcp::new(c.unwrap(), true);
-            let (mut server, _) = a.unwrap();
+            .unwrap()
+            .block_on(f);
+    }
+
+    /// A client stream (stamped or not) and the server's end of it, on 127.0.0.1.
+    async fn connected(stamp: bool) -> (StampedTcp, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (c, a) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (StampedTcp::new(c.unwrap(), stamp), a.unwrap().0)
+    }
+
+    #[test]
+    fn a_read_late_is_stamped_with_its_arrival() {
+        run(async {
+            let (mut c, mut server) = connected(true).await;
             // The kernel turns stamping on a little after the first socket asks for it (from
             // a work queue): until then reads carry no stamp.
             let mut buf = [0u8; 16];
@@ -276,16 +284,8 @@ mod tests {
     /// and read as plain ones.
     #[test]
     fn a_stream_made_without_stamps_reads_plainly_and_has_none() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            let (c, a) = tokio::join!(TcpStream::connect(addr), l.accept());
-            let mut c = StampedTcp::new(c.unwrap(), false);
-            let (mut server, _) = a.unwrap();
+        run(async {
+            let (mut c, mut server) = connected(false).await;
             let mut buf = [0u8; 16];
             for _ in 0..20 {
                 server.write_all(b"hello").await.unwrap();
