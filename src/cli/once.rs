@@ -77,9 +77,12 @@ fn dry_run(cfg: &config::Config, probes: &[&ProbeConfig]) -> String {
             "\n{} ({}):\n  requests:  {}\n  peak rate: {}\n  duration:  {}\n  hosts:     {}",
             p.name,
             p.kind(),
-            opt(plan.requests.map(|n| format!("{n}"))),
-            opt(plan.peak_rps.map(|r| format!("{r} req/s"))),
-            opt(plan.duration.map(|d| format!("{:.1} s", d.as_secs_f64()))),
+            opt(plan.sends.requests.map(|n| format!("{n}"))),
+            opt(plan.sends.peak_rps.map(|r| format!("{r} req/s"))),
+            opt(plan
+                .sends
+                .duration
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))),
             if plan.hosts.is_empty() {
                 "none (not HTTP)".to_string()
             } else {

@@ -13,9 +13,9 @@ mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::RunContext;
+use super::{RunContext, Sends};
 use crate::config::{parse_cron, Config, GuardrailsConfig, ProbeConfig, ProbeSpec};
 use crate::report::{round3, ProbeResult};
 use crate::verdict::Grade;
@@ -132,7 +132,6 @@ impl Guard {
     /// their claimants at once and are bounded by `max_concurrency` instead.
     fn grant(
         &self,
-        config: &Config,
         capped: &mut ProbeConfig,
         notes: &mut Vec<String>,
     ) -> Result<Option<RateGrant>, String> {
@@ -142,7 +141,8 @@ impl Guard {
         if !capped.kind().draws_rate_budget() {
             return Ok(None);
         }
-        let asked = plan(config, capped).peak_rps;
+        // The table is already held to this guard's caps: what it asks for is what it sends.
+        let asked = super::sends_of(&capped.spec).peak_rps;
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
         let left = (total - *granted).max(0.0);
         let grant = asked.map_or(left, |a| a.min(left));
@@ -216,7 +216,7 @@ pub fn guarded_run(
     }
     let mut capped = probe.clone();
     let mut notes = cap_spec(&guard.cfg, &mut capped.spec);
-    let _grant = match guard.grant(config, &mut capped, &mut notes) {
+    let _grant = match guard.grant(&mut capped, &mut notes) {
         Ok(g) => g,
         Err(why) => return refuse(why),
     };
@@ -310,12 +310,8 @@ fn cap_spec_as(g: &GuardrailsConfig, spec: &mut ProbeSpec, rate_field: &str) -> 
 /// A probe's plan for `once --dry-run`: nothing is sent.
 #[derive(Debug, Clone, Default)]
 pub struct RunPlan {
-    /// Requests the run sends if nothing fails (`None` when it depends on the target's speed).
-    pub requests: Option<u64>,
-    /// Highest offered rate, requests per second (`None` for a closed model without a cap).
-    pub peak_rps: Option<f64>,
-    /// Longest the run can last.
-    pub duration: Option<Duration>,
+    /// What it would send, after the caps.
+    pub sends: Sends,
     pub hosts: Vec<String>,
     /// What the guardrails change or refuse.
     pub guardrails: Vec<String>,
@@ -335,10 +331,7 @@ pub fn plan(config: &Config, probe: &ProbeConfig) -> RunPlan {
         out.guardrails
             .extend(cap_spec(&config.guardrails, &mut capped.spec));
     }
-    let sends = super::sends_of(&capped.spec);
-    out.requests = sends.requests;
-    out.peak_rps = sends.peak_rps;
-    out.duration = sends.duration;
+    out.sends = super::sends_of(&capped.spec);
     out
 }
 
