@@ -17,29 +17,37 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf 
     p
 }
 
-#[test]
-fn validate_reports_every_problem_with_its_path_and_exits_3() {
+/// Runs `validate` on `config`, which must fail with exit 3 and name every one of `expected`
+/// (and that many problems in all); returns what it printed.
+fn validate_names(config: &std::path::Path, expected: &[&str]) -> String {
     let out = plimsoll()
-        .args([
-            "validate",
-            "--config",
-            "tests/data/config/many-problems.toml",
-        ])
+        .args(["validate", "--config"])
+        .arg(config)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for expected in [
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    for e in expected {
+        assert!(err.contains(e), "missing {e:?} in:\n{err}");
+    }
+    let count = format!("{} problem(s)", expected.len());
+    assert!(err.contains(&count), "{err}");
+    err
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_path_and_exits_3() {
+    validate_names(
+        std::path::Path::new("tests/data/config/many-problems.toml"),
+        &[
         "target[0].url: unsupported scheme \"ftp\": use http or https (line 3)",
         "probe[0].load.phases[1].rate: must be greater than 0 (line 10)",
         "probe[0].load.request.url: unknown placeholder {{nope}}",
         "probe[1].load.timeout: durations are strings with a unit: write \"30s\" or \"30ms\" (line 20)",
         "probe[2].kind: unknown probe kind \"laod\" (known: load, race, benchmark, redis, pubsub, sql, capacity, fault) (line 26)",
         "probe[3].load.colour: unknown field `colour`",
-    ] {
-        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
-    }
-    assert!(err.contains("6 problem(s)"), "{err}");
+        ],
+    );
 }
 
 /// Regression (issue 11.5): a typo and a wrong type in the same probe table took two runs of
@@ -69,24 +77,17 @@ colour = "red"
 url = "redis://127.0.0.1:6379"
 "#,
     );
-    let out = plimsoll()
-        .args(["validate", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for expected in [
-        "probe[0].load.concurency: unknown field `concurency`: did you mean `concurrency`? (line 5)",
-        "probe[0].load.phases[0].rate: expected a number, found the text \"ten\" (line 7)",
-        "probe[0].load.phases[1].duration: durations are strings with a unit: write \"5s\" or \"5ms\" (line 7)",
-        "probe[0].load.request.methd: unknown field `methd`: did you mean `method`? (line 10)",
-        "probe[1].name: expected text in quotes, found the number `7` (line 13)",
-        "probe[1].colour: unknown field `colour`",
-    ] {
-        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
-    }
-    assert!(err.contains("6 problem(s)"), "{err}");
+    let err = validate_names(
+        &p,
+        &[
+            "probe[0].load.concurency: unknown field `concurency`: did you mean `concurrency`? (line 5)",
+            "probe[0].load.phases[0].rate: expected a number, found the text \"ten\" (line 7)",
+            "probe[0].load.phases[1].duration: durations are strings with a unit: write \"5s\" or \"5ms\" (line 7)",
+            "probe[0].load.request.methd: unknown field `methd`: did you mean `method`? (line 10)",
+            "probe[1].name: expected text in quotes, found the number `7` (line 13)",
+            "probe[1].colour: unknown field `colour`",
+        ],
+    );
     assert!(!err.contains("missing field"), "{err}");
 }
 
